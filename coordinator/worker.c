@@ -1,0 +1,149 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The guid coordinator: a background worker that keeps the generator's
+ *		durable reservation ahead of need.
+ *
+ * Backends issue IDs lock-free up to the reserved high-water millisecond
+ * (see extension/generator.c).  The coordinator rewrites the reservation
+ * about a second ahead whenever less than half of that window is left and
+ * the generator was used recently, so backends almost never write it
+ * themselves.  A backend that sees the window running low sets the
+ * coordinator's latch; otherwise it wakes every WORKER_NAP_MS.  An idle
+ * cluster writes nothing.
+ *
+ * The loop follows contrib/pg_prewarm's autoprewarm: PostgreSQL's own
+ * signal handlers, WaitLatch with WL_EXIT_ON_PM_DEATH, a memory context
+ * reset on every iteration.  It is started at postmaster start (it needs no
+ * database) and restarted a second after a crash.
+ *
+ * What it must not do: hold reserve_lock for anything but the file write,
+ * or raise an ERROR for a failed write (it logs, remembers the error for
+ * guid.status and tries again; backends can still write for themselves).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "guid.h"
+
+/* How often the coordinator looks at the reservation without being woken. */
+#define WORKER_NAP_MS			100
+
+/* The reservation is kept ahead only while IDs were issued this recently. */
+#define WORKER_ACTIVE_MS		10000
+
+/*
+ * WorkerInit: register the coordinator when guid is preloaded.
+ */
+void
+WorkerInit(void)
+{
+	BackgroundWorker worker;
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "guid", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "GuidWorkerMain", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "guid coordinator", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "guid coordinator", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Stop advertising our latch on exit. */
+static void
+worker_detach(int code, Datum arg)
+{
+	pg_atomic_write_u32(&GuidState->worker_pgprocno, INVALID_PGPROCNO);
+}
+
+/*
+ * Extend the reservation when its remaining window is short and the
+ * generator was used recently.  last_state/last_change_wall carry what the
+ * previous iteration saw.
+ */
+static void
+worker_maintain_reservation(uint64 *last_state, int64 *last_change_wall)
+{
+	uint64		state = pg_atomic_read_u64(&GuidState->state);
+	int64		wall = GuidWallClockMs();
+	int64		used_to = Max(GuidStateMs(state), wall);
+	int64		reserved = (int64) pg_atomic_read_u64(&GuidState->reserved_ms);
+
+	if (pg_atomic_read_u32(&GuidState->mode) != GUID_MODE_STANDALONE)
+		return;
+
+	if (state != *last_state)
+	{
+		*last_state = state;
+		*last_change_wall = wall;
+	}
+
+	if (reserved - used_to >= GUID_RESERVE_WINDOW_MS / 2 || wall - *last_change_wall > WORKER_ACTIVE_MS)
+		return;
+
+	if (!GuidExtendReservation(GuidReservationTarget(), LOG))
+		GuidSetLastError("could not write the guid reservation file; see the server log");
+}
+
+/*
+ * GuidWorkerMain: entry point of the coordinator.
+ */
+void
+GuidWorkerMain(Datum main_arg)
+{
+	MemoryContext loop_cxt;
+	uint64		last_state = 0;
+	int64		last_change_wall = 0;
+
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	if (GuidState == NULL)
+		elog(ERROR, "guid shared memory is not initialised");
+
+	pg_atomic_write_u32(&GuidState->worker_pgprocno, (uint32) MyProc->pgprocno);
+	before_shmem_exit(worker_detach, (Datum) 0);
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "guid coordinator loop",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	while (!ShutdownRequestPending)
+	{
+		MemoryContext old_cxt = MemoryContextSwitchTo(loop_cxt);
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		worker_maintain_reservation(&last_state, &last_change_wall);
+
+		MemoryContextSwitchTo(old_cxt);
+		MemoryContextReset(loop_cxt);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WORKER_NAP_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	proc_exit(0);
+}

@@ -1,0 +1,94 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.c
+ *		guid_status(), the function behind the guid.status view.
+ *
+ * Reads the generator's shared state without locks: each figure is an
+ * atomic read, so the row is a near-instant snapshot, not a consistent one.
+ * It never changes anything.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "guid.h"
+
+#define STATUS_COLUMNS 14
+
+static const char *
+status_mode_name(GuidMode mode)
+{
+	switch (mode)
+	{
+		case GUID_MODE_UNASSIGNED:
+			return "unassigned";
+		case GUID_MODE_STANDALONE:
+			return "standalone";
+		case GUID_MODE_BROKEN:
+			return "broken";
+	}
+	return "unknown";
+}
+
+PG_FUNCTION_INFO_V1(guid_status);
+Datum
+guid_status(PG_FUNCTION_ARGS)
+{
+	GuidShared *gs;
+	TupleDesc	tupdesc;
+	Datum		values[STATUS_COLUMNS];
+	bool		nulls[STATUS_COLUMNS];
+	GuidMode	mode;
+	uint64		state;
+	int64		ms;
+	int64		issued;
+	char		last_error[GUID_ERROR_LEN];
+	int			i;
+
+	GuidRequirePreloaded();
+	gs = GuidState;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	mode = (GuidMode) pg_atomic_read_u32(&gs->mode);
+	state = pg_atomic_read_u64(&gs->state);
+	ms = GuidStateMs(state);
+	issued = (int64) pg_atomic_read_u64(&gs->issued_other);
+	for (i = 0; i < gs->nslots; i++)
+		issued += (int64) pg_atomic_read_u64(&gs->counters[i].issued);
+
+	SpinLockAcquire(&gs->mutex);
+	strlcpy(last_error, gs->last_error, sizeof(last_error));
+	SpinLockRelease(&gs->mutex);
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = CStringGetTextDatum(status_mode_name(mode));
+	if (mode == GUID_MODE_STANDALONE)
+		values[1] = Int32GetDatum(GuidStateNode(state));
+	else
+		nulls[1] = true;
+	values[2] = Int64GetDatum(issued);
+	values[3] = TimestampTzGetDatum(GuidMsToTimestamp(ms));
+	values[4] = Int64GetDatum(Max(ms - GuidWallClockMs(), 0));
+	values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->borrowed_ms));
+	values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->clock_steps));
+	values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->clock_waits));
+	values[8] = TimestampTzGetDatum(GuidMsToTimestamp((int64) pg_atomic_read_u64(&gs->reserved_ms)));
+	values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->reserve_writes));
+	values[10] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->reserve_waits));
+	values[11] = TimestampTzGetDatum(gs->started_at);
+	values[12] = TimestampTzGetDatum(GuidMsToTimestamp(GUID_MAX_MS + 1));
+	if (last_error[0] != '\0')
+		values[13] = CStringGetTextDatum(last_error);
+	else
+		nulls[13] = true;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

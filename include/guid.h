@@ -1,0 +1,248 @@
+/*-------------------------------------------------------------------------
+ *
+ * guid.h
+ *		The guid bit layout, its pack/unpack helpers, the shared generator
+ *		state, and the prototypes that extension/ and coordinator/ share.
+ *
+ * Layout of a guid (DESIGN.md section 1):
+ *
+ *	 63  62                              22 21        12 11          0
+ *	+---+----------------------------------+------------+-------------+
+ *	| 0 | milliseconds since 2025-01-01 UTC |  node (10) | sequence(12)|
+ *	+---+----------------------------------+------------+-------------+
+ *
+ * Bit 63 is always zero, so a guid is a positive int8 and guid order is
+ * int8 order.  The 41 bits of milliseconds run out on 2094-09-07.
+ *
+ * This is the only header shared across folders; nothing here may pull in
+ * a client library (ZooKeeper, librdkafka, hiredis).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef GUID_H
+#define GUID_H
+
+#include "fmgr.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
+
+/* ----------
+ * Bit layout
+ * ----------
+ */
+#define GUID_SEQUENCE_BITS		12
+#define GUID_NODE_BITS			10
+#define GUID_TIME_BITS			41
+
+#define GUID_MAX_SEQUENCE		((INT64CONST(1) << GUID_SEQUENCE_BITS) - 1)	/* 4095 */
+#define GUID_MAX_NODE			((INT64CONST(1) << GUID_NODE_BITS) - 1)	/* 1023 */
+#define GUID_MAX_MS				((INT64CONST(1) << GUID_TIME_BITS) - 1)
+
+#define GUID_NODE_SHIFT			GUID_SEQUENCE_BITS	/* 12 */
+#define GUID_TIME_SHIFT			(GUID_SEQUENCE_BITS + GUID_NODE_BITS)	/* 22 */
+
+/* The epoch, 2025-01-01 00:00:00 UTC, in Unix milliseconds and in
+ * PostgreSQL's microseconds since 2000-01-01. */
+#define GUID_EPOCH_UNIX_MS		INT64CONST(1735689600000)
+#define GUID_EPOCH_PG_USEC		(INT64CONST(9132) * USECS_PER_DAY)
+
+typedef int64 guid;
+
+#define DatumGetGuid(X)			((guid) DatumGetInt64(X))
+#define GuidGetDatum(X)			Int64GetDatum((int64) (X))
+#define PG_GETARG_GUID(n)		DatumGetGuid(PG_GETARG_DATUM(n))
+#define PG_RETURN_GUID(x)		return GuidGetDatum(x)
+
+static inline guid
+GuidPack(int64 ms, int32 node, int32 sequence)
+{
+	return (ms << GUID_TIME_SHIFT) |
+		((int64) node << GUID_NODE_SHIFT) |
+		(int64) sequence;
+}
+
+static inline int64
+GuidMs(guid id)
+{
+	return id >> GUID_TIME_SHIFT;
+}
+
+static inline int32
+GuidNode(guid id)
+{
+	return (int32) ((id >> GUID_NODE_SHIFT) & GUID_MAX_NODE);
+}
+
+static inline int32
+GuidSequence(guid id)
+{
+	return (int32) (id & GUID_MAX_SEQUENCE);
+}
+
+/* Creation time of a guid-millisecond as a TimestampTz. */
+static inline TimestampTz
+GuidMsToTimestamp(int64 ms)
+{
+	return GUID_EPOCH_PG_USEC + ms * 1000;
+}
+
+/* ----------
+ * Generator state word
+ *
+ * The generator keeps the last issued (node, millisecond, sequence) in one
+ * 64-bit word so that a single compare-and-swap both claims the next value
+ * and proves the node id did not change underneath:
+ *
+ *	 63 | 62       53 | 52                  12 | 11        0
+ *	  0 |  node (10)  |  milliseconds (41)     | sequence (12)
+ *
+ * Adding one to the word moves to the next sequence and, after 4095, to
+ * sequence 0 of the next millisecond: borrowing is a plain increment.
+ * ----------
+ */
+#define GUID_STATE_MS_SHIFT		GUID_SEQUENCE_BITS
+#define GUID_STATE_NODE_SHIFT	(GUID_SEQUENCE_BITS + GUID_TIME_BITS)	/* 53 */
+#define GUID_STATE_TICK_MASK	((INT64CONST(1) << GUID_STATE_NODE_SHIFT) - 1)
+
+static inline uint64
+GuidStateMake(int32 node, int64 ms, int32 sequence)
+{
+	return ((uint64) node << GUID_STATE_NODE_SHIFT) |
+		((uint64) ms << GUID_STATE_MS_SHIFT) |
+		(uint64) sequence;
+}
+
+static inline int64
+GuidStateMs(uint64 state)
+{
+	return (int64) ((state & GUID_STATE_TICK_MASK) >> GUID_STATE_MS_SHIFT);
+}
+
+static inline int32
+GuidStateNode(uint64 state)
+{
+	return (int32) (state >> GUID_STATE_NODE_SHIFT);
+}
+
+static inline int32
+GuidStateSequence(uint64 state)
+{
+	return (int32) (state & GUID_MAX_SEQUENCE);
+}
+
+static inline guid
+GuidFromState(uint64 state)
+{
+	return GuidPack(GuidStateMs(state), GuidStateNode(state),
+					GuidStateSequence(state));
+}
+
+/*
+ * How far ahead of need the durable reservation is written.  After a restart
+ * the generator starts at most this far ahead of the clock it had, well
+ * inside the default guid.max_clock_ahead.  The coordinator rewrites it once
+ * less than half of it is left.
+ */
+#define GUID_RESERVE_WINDOW_MS	1000
+
+/* ----------
+ * Shared memory
+ * ----------
+ */
+typedef enum GuidMode
+{
+	GUID_MODE_UNASSIGNED = 0,	/* no node id: guid.node_id = -1, no lease */
+	GUID_MODE_STANDALONE,		/* guid.node_id set by hand, file reservation */
+	GUID_MODE_BROKEN			/* reservation file unreadable: refuse */
+} GuidMode;
+
+#define GUID_ERROR_LEN			256
+
+/* One cache line per backend for its issued-IDs counter. */
+typedef union GuidBackendCounter
+{
+	pg_atomic_uint64 issued;	/* written only by the owning backend */
+	char		pad[PG_CACHE_LINE_SIZE];
+} GuidBackendCounter;
+
+typedef struct GuidShared
+{
+	/*
+	 * The hot word: last issued (node, ms, seq).  Lock-free: read it, compute
+	 * the successor, compare-and-swap.  Alone on its cache line.
+	 */
+	pg_atomic_uint64 state;
+	char		pad0[PG_CACHE_LINE_SIZE - sizeof(pg_atomic_uint64)];
+
+	/*
+	 * Read on every call, written rarely.  reserved_ms is the durable
+	 * high-water millisecond: no ID above it is ever issued.  It is only
+	 * raised, under reserve_lock, after the reservation is on disk.
+	 */
+	pg_atomic_uint64 reserved_ms;
+	pg_atomic_uint32 mode;		/* GuidMode; set at startup */
+	pg_atomic_uint32 worker_pgprocno;	/* worker's latch owner, or
+										 * INVALID_PGPROCNO; only the worker
+										 * writes it */
+	pg_atomic_uint64 wall_high; /* highest wall clock ms seen; CAS, advisory
+								 * (for counting clock steps only) */
+	char		pad1[PG_CACHE_LINE_SIZE - 2 * sizeof(pg_atomic_uint64) -
+					 2 * sizeof(pg_atomic_uint32)];
+
+	/* Slow-path statistics, atomics. */
+	pg_atomic_uint64 issued_other;	/* IDs issued by processes without a
+									 * counter slot */
+	pg_atomic_uint64 borrowed_ms;	/* times a full millisecond moved to the
+									 * next one */
+	pg_atomic_uint64 clock_steps;	/* wall clock seen stepping backwards */
+	pg_atomic_uint64 clock_waits;	/* calls that waited for the clock */
+	pg_atomic_uint64 reserve_waits; /* calls that wrote the reservation
+									 * themselves */
+	pg_atomic_uint64 reserve_writes;	/* reservation files written */
+
+	LWLock	   *reserve_lock;	/* serialises reservation writes */
+	TimestampTz started_at;		/* set at shared-memory init */
+
+	slock_t		mutex;			/* protects last_error */
+	char		last_error[GUID_ERROR_LEN];
+
+	int			nslots;			/* size of counters[] */
+	GuidBackendCounter counters[FLEXIBLE_ARRAY_MEMBER];
+} GuidShared;
+
+/* Attached in every process by the shmem startup hook; NULL when guid is
+ * not in shared_preload_libraries. */
+extern GuidShared *GuidState;
+
+/* ----------
+ * Settings (extension/guid.c owns the definitions)
+ * ----------
+ */
+extern int	guid_node_id;
+extern int	guid_max_clock_ahead;	/* ms */
+extern int	guid_max_clock_wait;	/* ms */
+
+/* ----------
+ * Prototypes
+ * ----------
+ */
+
+/* extension/generator.c */
+extern void GeneratorInit(void);
+extern guid GuidNext(void);
+extern int64 GuidWallClockMs(void);
+extern void GuidRequirePreloaded(void);
+extern bool GuidExtendReservation(int64 need_ms, int elevel);
+extern int64 GuidReservationTarget(void);
+extern void GuidSetLastError(const char *msg);
+
+/* extension/guid_type.c */
+extern guid GuidParse(const char *str);
+
+/* coordinator/worker.c */
+extern void WorkerInit(void);
+extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
+
+#endif							/* GUID_H */
