@@ -93,6 +93,21 @@ CREATE OPERATOR >= (
 	RESTRICT = scalargesel, JOIN = scalargejoinsel
 );
 
+-- min() and max(), answered from a btree index when there is one.
+CREATE FUNCTION guid_smaller(guid, guid) RETURNS guid
+	AS 'int8smaller' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION guid_larger(guid, guid) RETURNS guid
+	AS 'int8larger' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE min(guid) (
+	SFUNC = guid_smaller, STYPE = guid, SORTOP = <,
+	COMBINEFUNC = guid_smaller, PARALLEL = SAFE
+);
+CREATE AGGREGATE max(guid) (
+	SFUNC = guid_larger, STYPE = guid, SORTOP = >,
+	COMBINEFUNC = guid_larger, PARALLEL = SAFE
+);
+
 --------------------------------------------------------------------------
 -- Time ranges: guid against timestamptz.
 --

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# bench.sh: how fast guid_next() and guid_uuid() are next to sequences and
+# gen_random_uuid(), in a throw-away cluster on port 55440.
+#
+# Three sections, each printed as a table, then a 'Targets' block:
+#   bulk    SELECT count(f) FROM generate_series(1, N), timed in the server,
+#           against the floors count(g) and count(clock_timestamp())
+#   pgbench SELECT f(); from 2 clients for PGBENCH_SECONDS, against SELECT 1
+#   insert  INSERT of N rows into a LOGGED table whose primary key defaults
+#           to the generator, plus the size of its primary-key index
+#
+# This is not a test: it prints figures and exits 0 whether or not a target
+# is met.  It fails only when something actually breaks.
+#
+# Environment:
+#   BENCH_REPEATS    bulk repetitions, median reported (default 5)
+#   PGBENCH_SECONDS  length of one pgbench run (default 10)
+#   PGBENCH_REPEATS  pgbench repetitions, median reported (default 3)
+#   INSERT_REPEATS   insert repetitions, median reported (default 3)
+#   BENCH_QUICK=1    a quick check: 500000 bulk rows, 200000 inserted rows,
+#                    2 s pgbench runs, every repeat count 1
+#   GUID_RUN_DIR     where the scratch cluster lives (default /tmp/guid-run)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../services/lib.sh
+. "$ROOT/test/services/lib.sh"
+
+PORT=55440
+DIR=$GUID_RUN_DIR/bench
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	BULK_ROWS=500000
+	INSERT_ROWS=200000
+	PGBENCH_SECONDS=${PGBENCH_SECONDS:-2}
+	BENCH_REPEATS=${BENCH_REPEATS:-1}
+	PGBENCH_REPEATS=${PGBENCH_REPEATS:-1}
+	INSERT_REPEATS=${INSERT_REPEATS:-1}
+else
+	BULK_ROWS=5000000
+	INSERT_ROWS=2000000
+	PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
+	BENCH_REPEATS=${BENCH_REPEATS:-5}
+	PGBENCH_REPEATS=${PGBENCH_REPEATS:-3}
+	INSERT_REPEATS=${INSERT_REPEATS:-3}
+fi
+
+#
+# Helpers
+#
+
+# q SQL: run SQL in the scratch cluster, print unaligned tuples only.
+q() {
+	scratch_psql "$DIR" "$PORT" -At -c "$1"
+}
+
+# median X...: the median of the numbers (mean of the middle two if even).
+median() {
+	printf '%s\n' "$@" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# fmt FORMAT EXPR: evaluate an awk expression and printf it.
+fmt() {
+	awk "BEGIN { printf \"$1\", $2 }"
+}
+
+# ratio A B: A / B as "1.23x".
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a / b }'
+}
+
+# wait_clock: poll guid.status every 100 ms until the generator's logical
+# clock is back on the wall clock (ahead_ms = 0), so that the next timed run
+# starts with the full guid.max_clock_ahead borrowing budget.
+wait_clock() {
+	local i ahead
+	for ((i = 0; i < 600; i++)); do
+		ahead=$(q "SELECT ahead_ms FROM guid.status")
+		[ "$ahead" -eq 0 ] && return 0
+		sleep 0.1
+	done
+	echo "bench: the guid clock is still ${ahead} ms ahead after 60 s" >&2
+	return 1
+}
+
+# time_ms SQL: run SQL once in the server and print its elapsed milliseconds
+# (see bench_ms below).
+time_ms() {
+	q "SELECT round(bench_ms(\$bench\$$1\$bench\$)::numeric, 1)"
+}
+
+# rule WIDTH: a line of dashes.
+rule() {
+	printf '%*s\n' "$1" '' | tr ' ' '-'
+}
+
+#
+# The scratch cluster
+#
+
+if [ ! -f "$(pg_config --pkglibdir)/guid.so" ]; then
+	echo "bench: guid.so is not installed; run 'make && make install' first" >&2
+	exit 1
+fi
+
+cleanup() {
+	scratch_stop "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+scratch_stop "$DIR"		# a cluster left by an interrupted earlier run
+run_dir_make "$DIR"
+scratch_start "$DIR" "$PORT" "guid.node_id = 1"
+
+# Timing is server-side: bench_ms() EXECUTEs the statement in a PL/pgSQL
+# function and returns the clock_timestamp() difference, so neither the
+# client round trip nor (for INSERT) the commit is counted.
+q "
+CREATE EXTENSION guid;
+CREATE SEQUENCE s1 CACHE 1;
+CREATE SEQUENCE s1000 CACHE 1000;
+CREATE FUNCTION bench_ms(query text) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+BEGIN
+	EXECUTE query;
+	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
+END
+\$\$;
+"
+
+#
+# Header
+#
+
+echo "guid benchmark  $(date '+%Y-%m-%d %H:%M:%S %Z')"
+echo "machine:    $(uname -n), $(nproc) CPUs, $(uname -sr)"
+echo "postgresql: $(q 'SELECT version()')"
+echo "settings:   bulk ${BULK_ROWS} rows x ${BENCH_REPEATS}, pgbench ${PGBENCH_SECONDS} s x ${PGBENCH_REPEATS}, insert ${INSERT_ROWS} rows x ${INSERT_REPEATS}; medians"
+echo "note:       the sustained guid rate is capped by the layout at 4.096 M IDs/s per node" \
+	"(4096 per ms); bursts borrow ahead up to guid.max_clock_ahead" \
+	"($(q 'SHOW guid.max_clock_ahead')), and every timed run starts with ahead_ms = 0."
+echo
+
+#
+# 1. Bulk: SELECT count(f) FROM generate_series(1, N)
+#
+
+BULK_NAMES=(guid_next guid_uuid "nextval s1" "nextval s1000" gen_random_uuid "count(g)" clock_timestamp)
+BULK_EXPRS=("guid_next()" "guid_uuid()" "nextval('s1')" "nextval('s1000')" "gen_random_uuid()" "g" "clock_timestamp()")
+declare -A bulk_runs=() bulk_ms=()
+
+# one short untimed pass of each, so no timed run pays for first use
+for expr in "${BULK_EXPRS[@]}"; do
+	q "SELECT count($expr) FROM generate_series(1, 10000) g" >/dev/null
+done
+
+# repetitions round-robin, so that noise from the neighbours spreads evenly
+for ((rep = 0; rep < BENCH_REPEATS; rep++)); do
+	for i in "${!BULK_EXPRS[@]}"; do
+		wait_clock
+		bulk_runs[$i]+=" $(time_ms "SELECT count(${BULK_EXPRS[$i]}) FROM generate_series(1, $BULK_ROWS) g")"
+	done
+done
+for i in "${!BULK_EXPRS[@]}"; do
+	# shellcheck disable=SC2086
+	bulk_ms[$i]=$(median ${bulk_runs[$i]})
+done
+floor=${bulk_ms[6]}
+
+echo "Bulk: SELECT count(f) FROM generate_series(1, $BULK_ROWS) g  (server-side time, median of $BENCH_REPEATS)"
+printf '%-18s %12s %12s %14s\n' "f" "ms" "M rows/s" "vs clock floor"
+rule 59
+for i in "${!BULK_EXPRS[@]}"; do
+	printf '%-18s %12s %12s %14s\n' "${BULK_NAMES[$i]}" "$(fmt '%.1f' "${bulk_ms[$i]}")" \
+		"$(fmt '%.2f' "$BULK_ROWS / ${bulk_ms[$i]} / 1000")" "$(ratio "${bulk_ms[$i]}" "$floor")"
+done
+echo
+
+#
+# 2. pgbench: SELECT f(); from 2 clients
+#
+
+PGB_NAMES=(guid_next guid_uuid "nextval s1" "nextval s1000" gen_random_uuid clock_timestamp "SELECT 1")
+PGB_SQL=("SELECT guid_next();" "SELECT guid_uuid();" "SELECT nextval('s1');" "SELECT nextval('s1000');"
+	"SELECT gen_random_uuid();" "SELECT clock_timestamp();" "SELECT 1;")
+declare -A pgb_runs=() pgb_tps=()
+
+# pgbench runs as postgres, which may not read the checkout: scripts go in $DIR.
+for i in "${!PGB_SQL[@]}"; do
+	printf '%s\n' "${PGB_SQL[$i]}" | as_pg tee "$DIR/pgbench-$i.sql" >/dev/null
+done
+
+for ((rep = 0; rep < PGBENCH_REPEATS; rep++)); do
+	for i in "${!PGB_SQL[@]}"; do
+		wait_clock
+		out=$(as_pg pgbench -n -c 2 -j 2 -T "$PGBENCH_SECONDS" -h "$DIR" -p "$PORT" -U postgres \
+			-f "$DIR/pgbench-$i.sql" postgres 2>"$DIR/pgbench.err") ||
+			{ cat "$DIR/pgbench.err" >&2; exit 1; }
+		tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
+		[ -n "$tps" ] || { echo "bench: no tps in pgbench output:" >&2; echo "$out" >&2; exit 1; }
+		pgb_runs[$i]+=" $tps"
+	done
+done
+for i in "${!PGB_SQL[@]}"; do
+	# shellcheck disable=SC2086
+	pgb_tps[$i]=$(median ${pgb_runs[$i]})
+done
+select1=${pgb_tps[6]}
+
+echo "pgbench: -n -c 2 -j 2 -T $PGBENCH_SECONDS, one statement per transaction  (median of $PGBENCH_REPEATS)"
+printf '%-18s %12s %14s\n' "statement" "tps" "vs SELECT 1"
+rule 46
+for i in "${!PGB_SQL[@]}"; do
+	printf '%-18s %12s %14s\n' "${PGB_NAMES[$i]}" "$(fmt '%.0f' "${pgb_tps[$i]}")" \
+		"$(ratio "${pgb_tps[$i]}" "$select1")"
+done
+echo
+
+#
+# 3. Insert: a LOGGED table whose primary key defaults to the generator
+#
+
+INS_NAMES=(guid_next "nextval s1" "nextval s1000" gen_random_uuid guid_uuid)
+INS_TABLES=(ins_guid ins_s1 ins_s1000 ins_uuid4 ins_uuid7)
+INS_KEYS=("guid PRIMARY KEY DEFAULT guid_next()" "bigint PRIMARY KEY DEFAULT nextval('s1')"
+	"bigint PRIMARY KEY DEFAULT nextval('s1000')" "uuid PRIMARY KEY DEFAULT gen_random_uuid()"
+	"uuid PRIMARY KEY DEFAULT guid_uuid()")
+declare -A ins_runs=() ins_ms=() ins_mb=()
+
+for ((rep = 0; rep < INSERT_REPEATS; rep++)); do
+	for i in "${!INS_TABLES[@]}"; do
+		t=${INS_TABLES[$i]}
+		q "SET client_min_messages = warning; DROP TABLE IF EXISTS $t; CREATE TABLE $t (id ${INS_KEYS[$i]}, payload int);"
+		q "CHECKPOINT"		# no dirty pages left by the previous run
+		wait_clock
+		ins_runs[$i]+=" $(time_ms "INSERT INTO $t (payload) SELECT g FROM generate_series(1, $INSERT_ROWS) g")"
+		# the index of the last repetition; they are all built alike
+		ins_mb[$i]=$(q "SELECT pg_relation_size('${t}_pkey') / 1048576.0")
+	done
+done
+for i in "${!INS_TABLES[@]}"; do
+	# shellcheck disable=SC2086
+	ins_ms[$i]=$(median ${ins_runs[$i]})
+done
+ins_ref=${ins_ms[2]}
+idx_ref=${ins_mb[2]}
+
+echo "Insert: INSERT INTO t (payload) SELECT g FROM generate_series(1, $INSERT_ROWS) g  (server-side time, median of $INSERT_REPEATS)"
+printf '%-18s %12s %12s %14s %12s %14s\n' "primary key" "ms" "M rows/s" "vs s1000" "PK index MB" "vs bigint PK"
+rule 87
+for i in "${!INS_TABLES[@]}"; do
+	printf '%-18s %12s %12s %14s %12s %14s\n' "${INS_NAMES[$i]}" "$(fmt '%.1f' "${ins_ms[$i]}")" \
+		"$(fmt '%.2f' "$INSERT_ROWS / ${ins_ms[$i]} / 1000")" "$(ratio "${ins_ms[$i]}" "$ins_ref")" \
+		"$(fmt '%.2f' "${ins_mb[$i]}")" "$(ratio "${ins_mb[$i]}" "$idx_ref")"
+done
+echo "(the bigint PK reference is the nextval CACHE 1000 table; s1's index is the same size)"
+echo
+
+#
+# Targets: figures only, nothing fails on a miss
+#
+
+echo "Targets (measured, then target)"
+printf '%-52s %10s %12s\n' "bulk    guid_next / count(clock_timestamp()) floor" "$(ratio "${bulk_ms[0]}" "$floor")" "<= 1.2x"
+printf '%-52s %10s %12s\n' "pgbench guid_next / SELECT 1 (tps)" "$(ratio "${pgb_tps[0]}" "$select1")" ">= 0.9x"
+printf '%-52s %10s %12s\n' "insert  guid_next time / nextval CACHE 1000 time" "$(ratio "${ins_ms[0]}" "$ins_ref")" "<= 1.0x"
+printf '%-52s %10s %12s\n' "index   guid PK size / bigint PK size" "$(ratio "${ins_mb[0]}" "$idx_ref")" "1.0x"
