@@ -117,16 +117,21 @@ generator_check_node_id_setting(void)
 void
 GeneratorInit(void)
 {
+	/*
+	 * A PGC_POSTMASTER setting can only be defined while preloading; loaded
+	 * later, the library has no generator and no use for it.
+	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		generator_check_node_id_setting();
-
-	DefineCustomIntVariable("guid.node_id",
-							gettext_noop("Node id of this cluster (0..1023), or -1 to lease one from ZooKeeper."),
-							gettext_noop("Every cluster of a namespace must have a different node id."),
-							&guid_node_id,
-							-1, -1, (int) GUID_MAX_NODE,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
+		DefineCustomIntVariable("guid.node_id",
+								gettext_noop("Node id of this cluster (0..1023), or -1 to lease one from ZooKeeper."),
+								gettext_noop("Every cluster of a namespace must have a different node id."),
+								&guid_node_id,
+								-1, -1, (int) GUID_MAX_NODE,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+	}
 
 	DefineCustomIntVariable("guid.max_clock_ahead",
 							gettext_noop("How far the generator may run ahead of the system clock."),
