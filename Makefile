@@ -3,10 +3,11 @@
 #   make && make install        build and install into $(PG_CONFIG)'s tree
 #   make test                   install packages, build, install, run every test
 #   make bench                  print the benchmark table
-#   make demo                   a scratch cluster issuing and decoding IDs
+#   make demo                   scratch clusters issuing and decoding IDs
+#   make services-up/-down      start/stop ZooKeeper on loopback
 
 EXTENSION = guid
-EXTVERSION = 1.0
+EXTVERSION = 1.1
 
 MODULE_big = guid
 OBJS = \
@@ -16,11 +17,13 @@ OBJS = \
 	extension/decode.o \
 	extension/generator.o \
 	extension/status.o \
-	coordinator/worker.o
+	coordinator/worker.o \
+	coordinator/zk_lease.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 PG_CPPFLAGS = -I$(srcdir)/include
+SHLIB_LINK = -lzookeeper_st
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 PG_CONFIG ?= pg_config
@@ -31,11 +34,11 @@ include $(PGXS)
 ifneq ($(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control),$(EXTVERSION))
 $(error $(EXTENSION).control default_version differs from EXTVERSION $(EXTVERSION))
 endif
-ifeq ($(wildcard sql/$(EXTENSION)--$(EXTVERSION).sql),)
-$(error sql/$(EXTENSION)--$(EXTVERSION).sql is missing)
+ifeq ($(wildcard sql/$(EXTENSION)--*$(EXTVERSION).sql),)
+$(error no install or upgrade script reaches version $(EXTVERSION) in sql/)
 endif
 
-.PHONY: deps test bench demo
+.PHONY: deps test bench demo services-up services-down
 
 deps:
 	@test/services/install-packages.sh
@@ -48,3 +51,10 @@ bench:
 
 demo:
 	@test/demo/demo.sh
+
+# Real services on loopback (ZooKeeper); addresses in $(GUID_RUN_DIR)/services/services.env
+services-up:
+	@test/services/services.sh up
+
+services-down:
+	@test/services/services.sh down

@@ -121,6 +121,12 @@ GuidWorkerMain(Datum main_arg)
 	pg_atomic_write_u32(&GuidState->worker_pgprocno, (uint32) MyProc->pgprocno);
 	before_shmem_exit(worker_detach, (Datum) 0);
 
+	if (GuidLeaseMode())
+	{
+		LeaseWorkerLoop();
+		proc_exit(0);
+	}
+
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "guid coordinator loop",
 									 ALLOCSET_DEFAULT_SIZES);
 

@@ -68,8 +68,10 @@
 
 /* The durable reservation, in the data directory. */
 #define RESERVATION_FILE		"guid.reservation"
-#define RESERVATION_TMP_FILE	"guid.reservation.tmp"
 #define RESERVATION_MAGIC		"guid reservation 1"
+
+/* The lease check's margin over CLOCK_MONOTONIC_COARSE's resolution. */
+#define LEASE_CHECK_MARGIN_NS	(UINT64CONST(10) * 1000000)
 
 /* Backward clock movements smaller than this are not counted as steps:
  * two backends racing between reading the clock and comparing it can see
@@ -87,6 +89,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static void generator_shmem_request(void);
 static void generator_shmem_startup(void);
+static void generator_wake_worker(void);
 
 /*
  * Refuse an out-of-range guid.node_id at server start.  PostgreSQL would
@@ -183,12 +186,12 @@ generator_shmem_request(void)
 }
 
 /*
- * Read the reservation file.  Returns true and sets *reserved_ms (0 when
- * there is no file yet); returns false with a message in err when the file
- * exists but cannot be trusted.
+ * Read the reservation file.  Returns true and sets *reserved_ms and
+ * *node_id (0 and 0 when there is no file yet); returns false with a message
+ * in err when the file exists but cannot be trusted.
  */
 static bool
-generator_read_reservation(int64 *reserved_ms, char *err, size_t errlen)
+generator_read_reservation(int64 *reserved_ms, int32 *node_id, char *err, size_t errlen)
 {
 	FILE	   *file;
 	char		buf[256];
@@ -198,6 +201,7 @@ generator_read_reservation(int64 *reserved_ms, char *err, size_t errlen)
 	int			consumed = 0;
 
 	*reserved_ms = 0;
+	*node_id = 0;
 	file = AllocateFile(RESERVATION_FILE, "r");
 	if (file == NULL)
 	{
@@ -212,40 +216,42 @@ generator_read_reservation(int64 *reserved_ms, char *err, size_t errlen)
 
 	if (sscanf(buf, RESERVATION_MAGIC "\nnode_id %d\nreserved_ms %lld\n%n",
 			   &node, &ms, &consumed) != 2 || consumed == 0 ||
-		(size_t) consumed != len || ms < 0 || ms > GUID_MAX_MS)
+		(size_t) consumed != len || ms < 0 || ms > GUID_MAX_MS ||
+		node < 0 || node > GUID_MAX_NODE)
 	{
 		snprintf(err, errlen, "file \"%s\" is corrupt", RESERVATION_FILE);
 		return false;
 	}
 	*reserved_ms = (int64) ms;
+	*node_id = node;
 	return true;
 }
 
 /*
- * Write the reservation durably.  Caller must hold reserve_lock.  Returns
- * true on success; on failure reports at elevel (ERROR does not return).
+ * GuidWriteFileDurably: replace the file at path (relative to the data
+ * directory) with content, crash-safely: write a temporary file, then
+ * durable_rename(), which fsyncs it, renames it and fsyncs the directory.
+ * Returns true on success; on failure reports at elevel (ERROR does not
+ * return).  Callers serialise writes to the same path.
  */
-static bool
-generator_write_reservation(int64 reserved_ms, int elevel)
+bool
+GuidWriteFileDurably(const char *path, const char *content, int elevel)
 {
-	char		buf[128];
-	int			len;
+	char		tmp[MAXPGPATH];
+	int			len = strlen(content);
 	int			fd;
 
-	len = snprintf(buf, sizeof(buf), RESERVATION_MAGIC "\nnode_id %d\nreserved_ms %lld\n",
-				   GuidStateNode(pg_atomic_read_u64(&GuidState->state)),
-				   (long long) reserved_ms);
-
-	fd = OpenTransientFile(RESERVATION_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)
 	{
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("could not create file \"%s\": %m", RESERVATION_TMP_FILE)));
+				 errmsg("could not create file \"%s\": %m", tmp)));
 		return false;
 	}
 	errno = 0;
-	if (write(fd, buf, len) != len)
+	if (write(fd, content, len) != len)
 	{
 		int			save_errno = errno ? errno : ENOSPC;
 
@@ -253,18 +259,33 @@ generator_write_reservation(int64 reserved_ms, int elevel)
 		errno = save_errno;
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("could not write file \"%s\": %m", RESERVATION_TMP_FILE)));
+				 errmsg("could not write file \"%s\": %m", tmp)));
 		return false;
 	}
 	if (CloseTransientFile(fd) != 0)
 	{
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("could not close file \"%s\": %m", RESERVATION_TMP_FILE)));
+				 errmsg("could not close file \"%s\": %m", tmp)));
 		return false;
 	}
-	/* fsyncs the new file, renames it, fsyncs the directory */
-	return durable_rename(RESERVATION_TMP_FILE, RESERVATION_FILE, elevel) == 0;
+	return durable_rename(tmp, path, elevel) == 0;
+}
+
+/*
+ * GuidWriteReservation: write the reservation file: the node id and the
+ * highest millisecond it may issue.  Callers serialise (reserve_lock in
+ * standalone mode; only the worker writes in leased mode).  Returns true on
+ * success; on failure reports at elevel (ERROR does not return).
+ */
+bool
+GuidWriteReservation(int32 node, int64 reserved_ms, int elevel)
+{
+	char		buf[128];
+
+	snprintf(buf, sizeof(buf), RESERVATION_MAGIC "\nnode_id %d\nreserved_ms %lld\n",
+			 node, (long long) reserved_ms);
+	return GuidWriteFileDurably(RESERVATION_FILE, buf, elevel);
 }
 
 /*
@@ -286,9 +307,10 @@ generator_shmem_startup(void)
 	{
 		GuidShared *gs = GuidState;
 		int64		reserved = 0;
+		int32		file_node = 0;
 		char		err[GUID_ERROR_LEN];
 		GuidMode	mode;
-		int			node = Max(guid_node_id, 0);
+		int32		node;
 
 		memset(gs, 0, offsetof(GuidShared, counters));
 		gs->reserve_lock = &(GetNamedLWLockTranche("guid"))->lock;
@@ -304,9 +326,12 @@ generator_shmem_startup(void)
 		pg_atomic_init_u64(&gs->reserve_writes, 0);
 		pg_atomic_init_u32(&gs->worker_pgprocno, INVALID_PGPROCNO);
 		pg_atomic_init_u64(&gs->wall_high, (uint64) Max(GuidWallClockMs(), 0));
+		pg_atomic_init_u64(&gs->lease_deadline, 0);
+		pg_atomic_init_u64(&gs->last_ack, 0);
+		strlcpy(gs->zk_state, LeaseConfigured() && guid_node_id < 0 ? "connecting" : "", sizeof(gs->zk_state));
 		gs->started_at = GetCurrentTimestamp();
 
-		if (!generator_read_reservation(&reserved, err, sizeof(err)))
+		if (!generator_read_reservation(&reserved, &file_node, err, sizeof(err)))
 		{
 			mode = GUID_MODE_BROKEN;
 			strlcpy(gs->last_error, err, sizeof(gs->last_error));
@@ -317,8 +342,16 @@ generator_shmem_startup(void)
 		}
 		else if (guid_node_id >= 0)
 			mode = GUID_MODE_STANDALONE;
+		else if (LeaseConfigured())
+			mode = GUID_MODE_CONNECTING;
 		else
 			mode = GUID_MODE_UNASSIGNED;
+
+		/*
+		 * The node id set by hand; when leasing, the id held last, which the
+		 * lease tries first.
+		 */
+		node = guid_node_id >= 0 ? guid_node_id : file_node;
 
 		/*
 		 * Every ID issued before has a millisecond at or below the
@@ -395,7 +428,8 @@ GuidExtendReservation(int64 need_ms, int elevel)
 	{
 		int64		target = Max(need_ms, GuidReservationTarget());
 
-		ok = generator_write_reservation(target, elevel);
+		ok = GuidWriteReservation(GuidStateNode(pg_atomic_read_u64(&gs->state)),
+								  target, elevel);
 		if (ok)
 		{
 			pg_atomic_write_u64(&gs->reserved_ms, (uint64) target);
@@ -410,25 +444,144 @@ GuidExtendReservation(int64 need_ms, int elevel)
 static void
 generator_refuse(GuidMode mode)
 {
+	GuidShared *gs = GuidState;
 	char		err[GUID_ERROR_LEN];
 
-	if (mode == GUID_MODE_BROKEN)
+	SpinLockAcquire(&gs->mutex);
+	strlcpy(err, gs->last_error, sizeof(err));
+	SpinLockRelease(&gs->mutex);
+
+	switch (mode)
 	{
-		SpinLockAcquire(&GuidState->mutex);
-		strlcpy(err, GuidState->last_error, sizeof(err));
-		SpinLockRelease(&GuidState->mutex);
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("guid generation is disabled: the reservation cannot be read"),
-				 errdetail("%s.", err),
-				 errhint("Restore the file, or remove it only if the wall clock is certainly past every guid this cluster issued.")));
+		case GUID_MODE_BROKEN:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("guid generation is disabled: the reservation cannot be read"),
+					 errdetail("%s.", err),
+					 errhint("Restore the file, or remove it only if the wall clock is certainly past every guid this cluster issued.")));
+			break;
+		case GUID_MODE_CONNECTING:
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("guid has no node id lease from ZooKeeper yet"),
+					 err[0] ? errdetail("Last ZooKeeper error: %s.", err) : 0,
+					 errhint("Check that ZooKeeper is reachable at guid.zookeeper (\"%s\"); guid.status shows the lease.",
+							 guid_zookeeper ? guid_zookeeper : "")));
+			break;
+		case GUID_MODE_LEASED:
+			{
+				uint64		now = GuidMonotonicNs();
+				uint64		ack = pg_atomic_read_u64(&gs->last_ack);
+
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("guid node id lease is fenced: ZooKeeper has not answered for %lld ms",
+								(long long) (ack && now > ack ? (now - ack) / 1000000 : 0)),
+						 errdetail("Node id %d issues no IDs until ZooKeeper confirms its session, so that the id cannot be used twice.",
+								   GuidStateNode(pg_atomic_read_u64(&gs->state))),
+						 errhint("Check that ZooKeeper is reachable at guid.zookeeper (\"%s\").",
+								 guid_zookeeper ? guid_zookeeper : "")));
+			}
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("guid has no node id"),
+					 errdetail("guid.node_id is -1 and guid.zookeeper is not set."),
+					 errhint("Set guid.node_id to a value between 0 and %d, or set guid.zookeeper to lease one, in postgresql.conf and restart the server.",
+							 (int) GUID_MAX_NODE)));
 	}
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("guid has no node id"),
-			 errdetail("guid.node_id is -1 and no node id is leased."),
-			 errhint("Set guid.node_id to a value between 0 and %d in postgresql.conf and restart the server.",
-					 (int) GUID_MAX_NODE)));
+}
+
+/*
+ * GuidMonotonicNs: CLOCK_MONOTONIC in nanoseconds.  The same clock in every
+ * process, and it never steps: lease deadlines are counted on it.
+ */
+uint64
+GuidMonotonicNs(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * The lease is valid for one more ID.  Uses the coarse monotonic clock (a
+ * few ns instead of a full clock read) with a margin larger than its
+ * resolution, so the answer errs on the side of refusing.
+ */
+static inline bool
+generator_lease_valid(void)
+{
+	struct timespec ts;
+	uint64		now;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	now = (uint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return now + LEASE_CHECK_MARGIN_NS < pg_atomic_read_u64(&GuidState->lease_deadline);
+}
+
+/* GuidLeaseMode: true when node ids come from ZooKeeper. */
+bool
+GuidLeaseMode(void)
+{
+	GuidMode	mode = (GuidMode) pg_atomic_read_u32(&GuidState->mode);
+
+	return mode == GUID_MODE_CONNECTING || mode == GUID_MODE_LEASED;
+}
+
+/*
+ * GuidFence: stop issuing IDs now (worker only): the lease is gone or in
+ * doubt.  mode is GUID_MODE_CONNECTING when a new lease is being sought.
+ */
+void
+GuidFence(GuidMode mode)
+{
+	pg_atomic_write_u64(&GuidState->lease_deadline, 0);
+	pg_memory_barrier();
+	pg_atomic_write_u32(&GuidState->mode, (uint32) mode);
+}
+
+/*
+ * GuidInstallLease: start issuing IDs for a newly leased node id (worker
+ * only).  floor_ms is the id's high-water mark in ZooKeeper: the next ID is
+ * above it and above everything this cluster issued before.  reserved_ms
+ * (> floor_ms) is already durable in ZooKeeper; deadline is the monotonic
+ * time until which the session is known to be alive.
+ */
+void
+GuidInstallLease(int32 node, int64 floor_ms, int64 reserved_ms, uint64 deadline)
+{
+	GuidShared *gs = GuidState;
+	uint64		old = pg_atomic_read_u64(&gs->state);
+	uint64		new;
+
+	GuidFence(GUID_MODE_CONNECTING);
+	do
+	{
+		new = GuidStateMake(node, Max(GuidStateMs(old), floor_ms),
+							(int32) GUID_MAX_SEQUENCE);
+	} while (!pg_atomic_compare_exchange_u64(&gs->state, &old, new));
+
+	pg_atomic_write_u64(&gs->reserved_ms, (uint64) reserved_ms);
+	pg_atomic_write_u64(&gs->lease_deadline, deadline);
+	pg_memory_barrier();
+	pg_atomic_write_u32(&gs->mode, (uint32) GUID_MODE_LEASED);
+}
+
+/*
+ * GuidRaiseReservation: in leased mode, publish a reservation the worker
+ * has made durable in ZooKeeper.  Never lowers it.
+ */
+void
+GuidRaiseReservation(int64 reserved_ms)
+{
+	uint64		old = pg_atomic_read_u64(&GuidState->reserved_ms);
+
+	while ((int64) old < reserved_ms &&
+		   !pg_atomic_compare_exchange_u64(&GuidState->reserved_ms, &old, (uint64) reserved_ms))
+		;
 }
 
 /*
@@ -469,6 +622,38 @@ generator_wait_for_clock(int64 next_ms, int64 wall, bool *waiting,
 				   guid_max_clock_wait - waited_ms);
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Leased mode: only the worker extends the reservation (in ZooKeeper).  Wake
+ * it and sleep briefly; after guid.max_clock_wait, raise an error.
+ */
+static void
+generator_wait_for_worker(int64 next_ms, bool *waiting, instr_time *wait_start)
+{
+	instr_time	now;
+
+	if (!*waiting)
+	{
+		*waiting = true;
+		INSTR_TIME_SET_CURRENT(*wait_start);
+	}
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, *wait_start);
+	if (INSTR_TIME_GET_MILLISEC(now) >= guid_max_clock_wait)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("guid reservation in ZooKeeper was not extended in time"),
+				 errdetail("The next ID needs millisecond %lld to be reserved in ZooKeeper; it was not within guid.max_clock_wait (%d ms).",
+						   (long long) next_ms, guid_max_clock_wait),
+				 errhint("Check that ZooKeeper is reachable at guid.zookeeper (\"%s\"); guid.status shows the last error.",
+						 guid_zookeeper ? guid_zookeeper : "")));
+
+	generator_wake_worker();
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 1, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 }
@@ -530,15 +715,24 @@ GuidNext(void)
 	{
 		uint64		old = pg_atomic_read_u64(&gs->state);
 		uint32		mode = pg_atomic_read_u32(&gs->mode);
-		int64		reserved = (int64) pg_atomic_read_u64(&gs->reserved_ms);
-		int64		wall = GuidWallClockMs();
+		int64		reserved;
+		int64		wall;
 		int64		ms = GuidStateMs(old);
 		int32		seq = GuidStateSequence(old);
 		int64		next_ms;
 		int32		next_seq;
 		uint64		next;
 
-		if (unlikely(mode != GUID_MODE_STANDALONE))
+		/* pairs with the barrier in GuidInstallLease: mode last, read first */
+		pg_read_barrier();
+		reserved = (int64) pg_atomic_read_u64(&gs->reserved_ms);
+		wall = GuidWallClockMs();
+		if (mode == GUID_MODE_LEASED)
+		{
+			if (unlikely(!generator_lease_valid()))
+				generator_refuse(GUID_MODE_LEASED);
+		}
+		else if (unlikely(mode != GUID_MODE_STANDALONE))
 			generator_refuse((GuidMode) mode);
 
 		generator_track_wall(wall);
@@ -574,7 +768,10 @@ GuidNext(void)
 		if (unlikely(next_ms > reserved))
 		{
 			pg_atomic_fetch_add_u64(&gs->reserve_waits, 1);
-			(void) GuidExtendReservation(next_ms, ERROR);
+			if (mode == GUID_MODE_STANDALONE)
+				(void) GuidExtendReservation(next_ms, ERROR);
+			else
+				generator_wait_for_worker(next_ms, &waiting, &wait_start);
 			continue;
 		}
 

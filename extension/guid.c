@@ -27,6 +27,7 @@ void
 _PG_init(void)
 {
 	GeneratorInit();
+	LeaseInit();
 	WorkerInit();
 
 	MarkGUCPrefixReserved("guid");

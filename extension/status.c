@@ -19,10 +19,12 @@
 
 #include "guid.h"
 
-#define STATUS_COLUMNS 14
+/* 14 columns in version 1.0; 1.1 appends the lease columns.  A database
+ * not yet updated gets the columns it asks for. */
+#define STATUS_COLUMNS 18
 
 static const char *
-status_mode_name(GuidMode mode)
+status_mode_name(GuidMode mode, uint64 deadline)
 {
 	switch (mode)
 	{
@@ -32,6 +34,10 @@ status_mode_name(GuidMode mode)
 			return "standalone";
 		case GUID_MODE_BROKEN:
 			return "broken";
+		case GUID_MODE_CONNECTING:
+			return "connecting";
+		case GUID_MODE_LEASED:
+			return GuidMonotonicNs() < deadline ? "leased" : "fenced";
 	}
 	return "unknown";
 }
@@ -49,6 +55,11 @@ guid_status(PG_FUNCTION_ARGS)
 	int64		ms;
 	int64		issued;
 	char		last_error[GUID_ERROR_LEN];
+	char		zk_state[32];
+	int64		session_id;
+	int			zk_timeout;
+	uint64		deadline;
+	uint64		now_mono;
 	int			i;
 
 	GuidRequirePreloaded();
@@ -56,6 +67,8 @@ guid_status(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts > STATUS_COLUMNS)
+		elog(ERROR, "guid_status() returns at most %d columns", STATUS_COLUMNS);
 
 	mode = (GuidMode) pg_atomic_read_u32(&gs->mode);
 	state = pg_atomic_read_u64(&gs->state);
@@ -66,11 +79,16 @@ guid_status(PG_FUNCTION_ARGS)
 
 	SpinLockAcquire(&gs->mutex);
 	strlcpy(last_error, gs->last_error, sizeof(last_error));
+	strlcpy(zk_state, gs->zk_state, sizeof(zk_state));
+	session_id = gs->zk_session_id;
+	zk_timeout = gs->zk_timeout;
 	SpinLockRelease(&gs->mutex);
+	deadline = pg_atomic_read_u64(&gs->lease_deadline);
+	now_mono = GuidMonotonicNs();
 
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = CStringGetTextDatum(status_mode_name(mode));
-	if (mode == GUID_MODE_STANDALONE)
+	values[0] = CStringGetTextDatum(status_mode_name(mode, deadline));
+	if (mode == GUID_MODE_STANDALONE || mode == GUID_MODE_LEASED)
 		values[1] = Int32GetDatum(GuidStateNode(state));
 	else
 		nulls[1] = true;
@@ -89,6 +107,34 @@ guid_status(PG_FUNCTION_ARGS)
 		values[13] = CStringGetTextDatum(last_error);
 	else
 		nulls[13] = true;
+
+	/* 1.1: the ZooKeeper lease */
+	nulls[14] = nulls[15] = nulls[16] = nulls[17] = true;
+	if (GuidLeaseMode())
+	{
+		char		sid[32];
+
+		values[14] = CStringGetTextDatum(zk_state);
+		nulls[14] = false;
+		if (session_id != 0)
+		{
+			snprintf(sid, sizeof(sid), "0x%llx", (unsigned long long) session_id);
+			values[15] = CStringGetTextDatum(sid);
+			nulls[15] = false;
+		}
+		if (zk_timeout > 0)
+		{
+			values[16] = Int32GetDatum(zk_timeout);
+			nulls[16] = false;
+		}
+		if (deadline != 0)
+		{
+			/* the monotonic deadline, shown on the wall clock */
+			values[17] = TimestampTzGetDatum(GetCurrentTimestamp() +
+											 ((int64) deadline - (int64) now_mono) / 1000);
+			nulls[17] = false;
+		}
+	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

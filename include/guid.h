@@ -153,9 +153,12 @@ GuidFromState(uint64 state)
  */
 typedef enum GuidMode
 {
-	GUID_MODE_UNASSIGNED = 0,	/* no node id: guid.node_id = -1, no lease */
+	GUID_MODE_UNASSIGNED = 0,	/* no node id: guid.node_id = -1, no
+								 * guid.zookeeper */
 	GUID_MODE_STANDALONE,		/* guid.node_id set by hand, file reservation */
-	GUID_MODE_BROKEN			/* reservation file unreadable: refuse */
+	GUID_MODE_BROKEN,			/* reservation file unreadable: refuse */
+	GUID_MODE_CONNECTING,		/* waiting for a node id lease from ZooKeeper */
+	GUID_MODE_LEASED			/* node id leased; valid until lease_deadline */
 } GuidMode;
 
 #define GUID_ERROR_LEN			256
@@ -205,8 +208,21 @@ typedef struct GuidShared
 	LWLock	   *reserve_lock;	/* serialises reservation writes */
 	TimestampTz started_at;		/* set at shared-memory init */
 
-	slock_t		mutex;			/* protects last_error */
+	/*
+	 * Lease (leased mode only).  lease_deadline is a CLOCK_MONOTONIC time in
+	 * ns after which no ID may be issued; 0 when there is no lease.  Only the
+	 * worker writes it; backends check it on every call.
+	 */
+	pg_atomic_uint64 lease_deadline;
+	pg_atomic_uint64 last_ack;	/* monotonic ns of the send time of the
+								 * last request ZooKeeper answered; worker
+								 * writes */
+
+	slock_t		mutex;			/* protects everything below */
 	char		last_error[GUID_ERROR_LEN];
+	int64		zk_session_id;	/* current ZooKeeper session, 0 if none */
+	int			zk_timeout;		/* session timeout granted, ms */
+	char		zk_state[32];	/* ZooKeeper connection state, for status */
 
 	int			nslots;			/* size of counters[] */
 	GuidBackendCounter counters[FLEXIBLE_ARRAY_MEMBER];
@@ -238,11 +254,26 @@ extern bool GuidExtendReservation(int64 need_ms, int elevel);
 extern int64 GuidReservationTarget(void);
 extern void GuidSetLastError(const char *msg);
 
+extern bool GuidWriteFileDurably(const char *path, const char *content, int elevel);
+extern bool GuidWriteReservation(int32 node, int64 reserved_ms, int elevel);
+extern void GuidInstallLease(int32 node, int64 floor_ms, int64 reserved_ms,
+							 uint64 deadline);
+extern void GuidRaiseReservation(int64 reserved_ms);
+extern void GuidFence(GuidMode mode);
+extern uint64 GuidMonotonicNs(void);
+extern bool GuidLeaseMode(void);
+
 /* extension/guid_type.c */
 extern guid GuidParse(const char *str);
 
 /* coordinator/worker.c */
 extern void WorkerInit(void);
 extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
+
+/* coordinator/zk_lease.c */
+extern char *guid_zookeeper;
+extern void LeaseInit(void);
+extern bool LeaseConfigured(void);
+extern void LeaseWorkerLoop(void);
 
 #endif							/* GUID_H */

@@ -2,16 +2,15 @@
 # run-tests.sh: what `make test` does, from a fresh machine: install the
 # packages, build and install the extension, run the pgTAP suite on a
 # scratch cluster, then the Perl TAP suite (its own clusters), and stop
-# every server it started.  Exits non-zero when anything fails.
+# every server it started (ZooKeeper included, test/services/).  Exits
+# non-zero when anything fails.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . test/services/lib.sh
 
-test/services/install-packages.sh
-make -s
-as_root make -s install >/dev/null
+install_and_build
 
 run=$GUID_RUN_DIR/test
 run_dir_make "$run"
@@ -21,13 +20,15 @@ cp -r test "$run/src"
 
 echo "== pgTAP (test/pgtap) =="
 pgtap_port=${GUID_PGTAP_PORT:-55433}
-trap 'scratch_stop "$run/pgtap"' EXIT
+trap 'scratch_stop "$run/pgtap"; "$root/test/services/services.sh" down' EXIT
 scratch_start "$run/pgtap" "$pgtap_port" "guid.node_id = 1"
 scratch_psql "$run/pgtap" "$pgtap_port" -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION guid'
 (cd "$run/src" && as_pg pg_prove -h "$run/pgtap" -p "$pgtap_port" -U postgres -d postgres pgtap/*.sql)
 scratch_stop "$run/pgtap"
 
 echo "== Perl TAP (test/tap) =="
+"$root/test/services/services.sh" up
+. "$GUID_RUN_DIR/services/services.env"
 pgxs_src=$(dirname "$(dirname "$(pg_config --pgxs)")")
 as_pg mkdir -p "$run/tap"
 cd "$run/src/tap"
@@ -35,4 +36,6 @@ as_pg env \
 	PERL5LIB="$pgxs_src/test/perl:$run/src/tap" \
 	PG_REGRESS="$pgxs_src/test/regress/pg_regress" \
 	TESTDIR="$run/tap" \
+	GUID_ZOOKEEPER="$GUID_ZOOKEEPER" \
+	GUID_ZOOKEEPER_DIR="$GUID_ZOOKEEPER_DIR" \
 	prove --timer ${PROVE_FLAGS:-} ${GUID_TAP_TESTS:-*.pl}

@@ -8,9 +8,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 . test/services/lib.sh
 
-test/services/install-packages.sh
-make -s
-as_root make -s install >/dev/null
+install_and_build
 
 dir=$GUID_RUN_DIR/demo
 port=${GUID_DEMO_PORT:-55450}

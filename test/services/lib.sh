@@ -63,3 +63,10 @@ scratch_psql() {
 	shift 2
 	as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "$@"
 }
+
+# install_and_build: the packages, then build and install guid.
+install_and_build() {
+	test/services/install-packages.sh
+	make -s
+	as_root make -s install >/dev/null
+}

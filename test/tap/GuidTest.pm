@@ -11,9 +11,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use IO::Socket::INET;
 
 use Exporter 'import';
-our @EXPORT = qw(guid_node set_fake_time start_faked);
+our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
+  zookeeper_stop zookeeper_signal zk_ephemerals wait_for_lease);
 
 my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -73,6 +76,73 @@ sub start_faked
 		return $node->start(%start_opts);
 	}
 	return $node->start(%start_opts);
+}
+
+# --- ZooKeeper -----------------------------------------------------------
+
+# zk_conf($connect, $namespace, $timeout): postgresql.conf lines to lease a
+# node id from ZooKeeper.
+sub zk_conf
+{
+	my ($connect, $namespace, $timeout) = @_;
+	return "guid.node_id = -1\n"
+	  . "guid.zookeeper = '$connect'\n"
+	  . "guid.namespace = '$namespace'\n"
+	  . "guid.zookeeper_session_timeout = '" . ($timeout // '4s') . "'\n";
+}
+
+# zookeeper_start($name): a private ZooKeeper for this test (so that it may
+# stop or freeze it), on a free loopback port.  Returns { dir, port }.
+sub zookeeper_start
+{
+	my ($name, $zk) = @_;
+	$zk //= {
+		dir => "$PostgreSQL::Test::Utils::tmp_check/zk_$name",
+		port => PostgreSQL::Test::Cluster::get_free_port()
+	};
+	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/zookeeper.sh",
+		'start', $zk->{dir}, $zk->{port});
+	return $zk;
+}
+
+sub zookeeper_stop
+{
+	my $zk = shift;
+	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/zookeeper.sh",
+		'stop', $zk->{dir});
+}
+
+# zookeeper_signal($zk, 'STOP' | 'CONT'): freeze or thaw the server.
+sub zookeeper_signal
+{
+	my ($zk, $sig) = @_;
+	my $pid = PostgreSQL::Test::Utils::slurp_file("$zk->{dir}/zookeeper.pid");
+	chomp $pid;
+	kill $sig, $pid or die "kill $sig $pid: $!";
+}
+
+# zk_ephemerals($host_port): the ephemeral znodes ZooKeeper holds ("dump").
+sub zk_ephemerals
+{
+	my $hp = shift;
+	my ($host, $port) = split /:/, $hp;
+	my $sock = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Timeout => 5)
+	  or return undef;
+	print $sock "dump";
+	local $/;
+	my $out = <$sock>;
+	close $sock;
+	return [ $out =~ m{^\s+(/\S+)$}mg ];
+}
+
+# wait_for_lease($node): poll until the node holds a lease; returns its id.
+sub wait_for_lease
+{
+	my $node = shift;
+	$node->poll_query_until('postgres', "SELECT mode = 'leased' FROM guid.status")
+	  or die $node->name . " did not lease a node id: "
+	  . $node->safe_psql('postgres', 'SELECT mode, zookeeper_state, last_error FROM guid.status');
+	return $node->safe_psql('postgres', 'SELECT node_id FROM guid.status');
 }
 
 1;

@@ -1,0 +1,65 @@
+# Bad ZooKeeper configuration: a malformed connect string, an unreachable
+# server, ZooKeeper down at startup, credentials the namespace's ACL
+# refuses.  The server stays up, guid.status and the log say why, and
+# generation fails clearly until a lease exists.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use GuidTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+sub refused
+{
+	my ($node, $what) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', 'SELECT guid_next()', extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/ERROR:  55000: guid has no node id lease from ZooKeeper yet/, "$what: guid_next() fails clearly");
+	like($err, qr/HINT:  Check that ZooKeeper is reachable at guid.zookeeper/, "$what: the hint names the setting");
+}
+
+# --- Malformed connect string ---------------------------------------------------
+my $bad = guid_node('malformed', node_id => undef, conf => zk_conf('no port here:not-a-port', 'cfg', '1s'));
+ok($bad->poll_query_until('postgres', "SELECT last_error LIKE 'could not start a ZooKeeper client%' FROM guid.status"),
+	'a malformed guid.zookeeper is reported in guid.status');
+is($bad->safe_psql('postgres', 'SELECT mode FROM guid.status'), 'connecting', '... mode stays connecting');
+ok($bad->log_contains(qr/WARNING:  guid: could not start a ZooKeeper client for guid.zookeeper "no port here:not-a-port"/),
+	'... and in the server log');
+refused($bad, 'malformed');
+is($bad->safe_psql('postgres', q{SELECT '1'::guid}), '1', '... and the server stays up');
+$bad->stop;
+
+# --- Nothing listening ---------------------------------------------------------------
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $unreach = guid_node('unreachable', node_id => undef, conf => zk_conf("127.0.0.1:$port", 'cfg', '1s'));
+ok($unreach->poll_query_until('postgres', "SELECT last_error LIKE 'no ZooKeeper server answers%' FROM guid.status"),
+	'an unreachable ZooKeeper is reported in guid.status');
+refused($unreach, 'unreachable');
+
+# --- ZooKeeper down at startup, then up ------------------------------------------
+my $zk = zookeeper_start('late', { dir => "$PostgreSQL::Test::Utils::tmp_check/zk_late", port => $port });
+my $id = wait_for_lease($unreach);
+ok($id >= 0, "once ZooKeeper is up the cluster leases id $id");
+ok($unreach->safe_psql('postgres', 'SELECT guid_next() IS NOT NULL'), '... and issues IDs');
+is($unreach->safe_psql('postgres', 'SELECT last_error FROM guid.status'), '', '... and the error is cleared');
+
+# --- ACLs: with guid.zookeeper_auth, other credentials cannot lease or overwrite --
+my $owner = guid_node('acl_owner', node_id => undef,
+	conf => zk_conf("127.0.0.1:$port", 'secured', '2s') . "guid.zookeeper_auth = 'guid:secret'\n");
+wait_for_lease($owner);
+my $intruder = guid_node('acl_intruder', node_id => undef,
+	conf => zk_conf("127.0.0.1:$port", 'secured', '2s') . "guid.zookeeper_auth = 'other:password'\n");
+ok($intruder->poll_query_until('postgres', "SELECT last_error LIKE '%not authenticated%' FROM guid.status"),
+	'another user cannot lease in a namespace created with guid.zookeeper_auth');
+refused($intruder, 'intruder');
+is($owner->safe_psql('postgres', 'SELECT mode FROM guid.status'), 'leased', 'the owner keeps its lease');
+is($intruder->safe_psql('postgres', q{SELECT count(*) FROM pg_settings WHERE name = 'guid.zookeeper_auth'}), '1',
+	'guid.zookeeper_auth exists');
+$intruder->safe_psql('postgres', 'CREATE ROLE plain_user');
+my ($ret, $out, $err) = $intruder->psql('postgres', 'SET ROLE plain_user; SHOW guid.zookeeper_auth');
+like($err, qr/permission denied|must be superuser|privileges/, 'its value is for superusers only');
+
+$_->stop for ($unreach, $owner, $intruder);
+zookeeper_stop($zk);
+done_testing();
