@@ -40,9 +40,6 @@
 /* How often the coordinator looks at the reservation without being woken. */
 #define WORKER_NAP_MS			100
 
-/* The reservation is kept ahead only while IDs were issued this recently. */
-#define WORKER_ACTIVE_MS		10000
-
 /*
  * WorkerInit: register the coordinator when guid is preloaded.
  */
@@ -73,31 +70,14 @@ worker_detach(int code, Datum arg)
 }
 
 /*
- * Extend the reservation when its remaining window is short and the
- * generator was used recently.  last_state/last_change_wall carry what the
- * previous iteration saw.
+ * Extend the file reservation when it is due (standalone mode).
  */
 static void
-worker_maintain_reservation(uint64 *last_state, int64 *last_change_wall)
+worker_maintain_reservation(void)
 {
-	uint64		state = pg_atomic_read_u64(&GuidState->state);
-	int64		wall = GuidWallClockMs();
-	int64		used_to = Max(GuidStateMs(state), wall);
-	int64		reserved = (int64) pg_atomic_read_u64(&GuidState->reserved_ms);
-
 	if (pg_atomic_read_u32(&GuidState->mode) != GUID_MODE_STANDALONE)
 		return;
-
-	if (state != *last_state)
-	{
-		*last_state = state;
-		*last_change_wall = wall;
-	}
-
-	if (reserved - used_to >= GUID_RESERVE_WINDOW_MS / 2 || wall - *last_change_wall > WORKER_ACTIVE_MS)
-		return;
-
-	if (!GuidExtendReservation(GuidReservationTarget(), LOG))
+	if (GuidReservationDue() && !GuidExtendReservation(GuidReservationTarget(), LOG))
 		GuidSetLastError("could not write the guid reservation file; see the server log");
 }
 
@@ -108,8 +88,6 @@ void
 GuidWorkerMain(Datum main_arg)
 {
 	MemoryContext loop_cxt;
-	uint64		last_state = 0;
-	int64		last_change_wall = 0;
 
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -140,7 +118,7 @@ GuidWorkerMain(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		worker_maintain_reservation(&last_state, &last_change_wall);
+		worker_maintain_reservation();
 
 		MemoryContextSwitchTo(old_cxt);
 		MemoryContextReset(loop_cxt);

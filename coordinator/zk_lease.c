@@ -114,6 +114,9 @@ static zhandle_t *zk = NULL;
 static ZkCall zk_result;
 static uint64 zk_seq = 0;
 
+/* The client library's last log message (its own log goes nowhere else). */
+static char zk_client_log[256];
+
 /* Session events, set by the watcher. */
 static bool zk_connected = false;
 static bool zk_expired = false;
@@ -248,6 +251,12 @@ zk_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 	}
 }
 
+static void
+zk_log(const char *message)
+{
+	strlcpy(zk_client_log, message, sizeof(zk_client_log));
+}
+
 /* The result is for the request in flight, not one given up on. */
 static bool
 zk_mine(const void *data)
@@ -347,7 +356,13 @@ zk_pump(long max_ms)
 
 	if (zk != NULL && zookeeper_interest(zk, &fd, &interest, &tv) == ZOK)
 	{
+		/*
+		 * Without a socket the client only waits to try the next server; it
+		 * would retry a refused one every few ms, so pace it.
+		 */
 		wait_ms = Min(wait_ms, tv.tv_sec * 1000 + tv.tv_usec / 1000);
+		if (fd < 0)
+			wait_ms = Max(wait_ms, Min(max_ms, 100));
 		if (fd >= 0 && (interest & ZOOKEEPER_READ))
 			events |= WL_SOCKET_READABLE;
 		if (fd >= 0 && (interest & ZOOKEEPER_WRITE))
@@ -585,8 +600,8 @@ lease_open(void)
 	(void) unlink(ZK_SESSION_FILE);
 	zk_connected = zk_expired = zk_auth_failed = false;
 	errno = 0;
-	zk = zookeeper_init(guid_zookeeper, zk_watcher, guid_zookeeper_session_timeout,
-						reattach ? &saved : NULL, NULL, 0);
+	zk = zookeeper_init2(guid_zookeeper, zk_watcher, guid_zookeeper_session_timeout,
+						 reattach ? &saved : NULL, NULL, 0, zk_log);
 	if (zk == NULL)
 	{
 		snprintf(err, sizeof(err),
@@ -852,9 +867,6 @@ lease_maintain(char *err, size_t errlen)
 {
 	uint64		now = GuidMonotonicNs();
 	uint64		timeout_ns = (uint64) zoo_recv_timeout(zk) * 1000000;
-	int64		wall = GuidWallClockMs();
-	int64		used_to = Max(GuidStateMs(pg_atomic_read_u64(&GuidState->state)), wall);
-	int64		reserved = (int64) pg_atomic_read_u64(&GuidState->reserved_ms);
 	char		path[300];
 	int			rc;
 
@@ -872,9 +884,9 @@ lease_maintain(char *err, size_t errlen)
 		}
 	}
 
-	if (reserved - used_to < GUID_RESERVE_WINDOW_MS / 2)
+	if (GuidReservationDue())
 	{
-		int64		target = Min(used_to + GUID_RESERVE_WINDOW_MS, GUID_MAX_MS);
+		int64		target = GuidReservationTarget();
 
 		rc = lease_write_hwm(target, err, errlen);
 		if (rc == 1)
@@ -936,8 +948,10 @@ LeaseWorkerLoop(void)
 
 			if (waited > (uint64) guid_zookeeper_session_timeout * 1000000 && leased_id < 0)
 			{
-				snprintf(err, sizeof(err), "no ZooKeeper server answers at guid.zookeeper \"%s\"",
-						 guid_zookeeper);
+				const char *why = strstr(zk_client_log, "errno=");
+
+				snprintf(err, sizeof(err), "no ZooKeeper server answers at guid.zookeeper \"%s\"%s%s",
+						 guid_zookeeper, why ? "; last client error: " : "", why ? why : "");
 				lease_error(err);
 			}
 			lease_set_state(leased_id >= 0 ? "disconnected" : "connecting");

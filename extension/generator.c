@@ -326,6 +326,7 @@ generator_shmem_startup(void)
 		pg_atomic_init_u64(&gs->reserve_writes, 0);
 		pg_atomic_init_u32(&gs->worker_pgprocno, INVALID_PGPROCNO);
 		pg_atomic_init_u64(&gs->wall_high, (uint64) Max(GuidWallClockMs(), 0));
+		pg_atomic_init_u32(&gs->reserve_wanted, 0);
 		pg_atomic_init_u64(&gs->lease_deadline, 0);
 		pg_atomic_init_u64(&gs->last_ack, 0);
 		strlcpy(gs->zk_state, LeaseConfigured() && guid_node_id < 0 ? "connecting" : "", sizeof(gs->zk_state));
@@ -410,6 +411,34 @@ GuidReservationTarget(void)
 	int64		target = Max(ms, GuidWallClockMs()) + GUID_RESERVE_WINDOW_MS;
 
 	return Min(target, GUID_MAX_MS);
+}
+
+/*
+ * GuidReservationDue: (worker only) should the reservation be extended now?
+ * Yes when less than half of its window is left and either a backend asked
+ * or IDs were issued in the last GUID_IDLE_MS: an idle cluster writes
+ * nothing, a busy one never runs into its reservation.
+ */
+bool
+GuidReservationDue(void)
+{
+	static uint64 last_state = 0;
+	static int64 last_change = 0;
+	uint64		state = pg_atomic_read_u64(&GuidState->state);
+	int64		wall = GuidWallClockMs();
+	int64		used_to = Max(GuidStateMs(state), wall);
+	int64		reserved = (int64) pg_atomic_read_u64(&GuidState->reserved_ms);
+
+	if (state != last_state)
+	{
+		last_state = state;
+		last_change = wall;
+	}
+	if (reserved - used_to >= GUID_RESERVE_WINDOW_MS / 2)
+		return false;
+	if (pg_atomic_exchange_u32(&GuidState->reserve_wanted, 0) != 0)
+		return true;
+	return wall - last_change <= GUID_IDLE_MS;
 }
 
 /*
@@ -685,12 +714,14 @@ generator_count_issued(void)
 		pg_atomic_fetch_add_u64(&GuidState->issued_other, 1);
 }
 
-/* Wake the coordinator so that it extends the reservation. */
+/* Ask the coordinator to extend the reservation, and wake it. */
 static void
 generator_wake_worker(void)
 {
 	uint32		procno = pg_atomic_read_u32(&GuidState->worker_pgprocno);
 
+	if (pg_atomic_read_u32(&GuidState->reserve_wanted) == 0)
+		pg_atomic_write_u32(&GuidState->reserve_wanted, 1);
 	if (procno != INVALID_PGPROCNO)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }

@@ -147,6 +147,10 @@ GuidFromState(uint64 state)
  */
 #define GUID_RESERVE_WINDOW_MS	1000
 
+/* The reservation is kept ahead only while IDs were issued this recently
+ * (or a backend asks). */
+#define GUID_IDLE_MS			10000
+
 /* ----------
  * Shared memory
  * ----------
@@ -191,8 +195,11 @@ typedef struct GuidShared
 										 * writes it */
 	pg_atomic_uint64 wall_high; /* highest wall clock ms seen; CAS, advisory
 								 * (for counting clock steps only) */
+	pg_atomic_uint32 reserve_wanted;	/* a backend asked the worker to
+										 * extend the reservation; set by
+										 * backends, cleared by the worker */
 	char		pad1[PG_CACHE_LINE_SIZE - 2 * sizeof(pg_atomic_uint64) -
-					 2 * sizeof(pg_atomic_uint32)];
+					 3 * sizeof(pg_atomic_uint32)];
 
 	/* Slow-path statistics, atomics. */
 	pg_atomic_uint64 issued_other;	/* IDs issued by processes without a
@@ -252,6 +259,7 @@ extern int64 GuidWallClockMs(void);
 extern void GuidRequirePreloaded(void);
 extern bool GuidExtendReservation(int64 need_ms, int elevel);
 extern int64 GuidReservationTarget(void);
+extern bool GuidReservationDue(void);
 extern void GuidSetLastError(const char *msg);
 
 extern bool GuidWriteFileDurably(const char *path, const char *content, int elevel);
