@@ -748,6 +748,7 @@ lease_write_hwm(int64 target, char *err, size_t errlen)
 	{
 		hwm_version = zk_result.stat.version;
 		hwm_value = target;
+		pg_atomic_fetch_add_u64(&GuidState->reserve_writes, 1);
 		return 1;
 	}
 	if (rc == ZBADVERSION)

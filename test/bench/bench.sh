@@ -2,12 +2,14 @@
 # bench.sh: how fast guid_next() and guid_uuid() are next to sequences and
 # gen_random_uuid(), in a throw-away cluster on port 55440.
 #
-# Three sections, each printed as a table, then a 'Targets' block:
+# Four sections, each printed as a table, then a 'Targets' block:
 #   bulk    SELECT count(f) FROM generate_series(1, N), timed in the server,
 #           against the floors count(g) and count(clock_timestamp())
 #   pgbench SELECT f(); from 2 clients for PGBENCH_SECONDS, against SELECT 1
 #   insert  INSERT of N rows into a LOGGED table whose primary key defaults
 #           to the generator, plus the size of its primary-key index
+#   leased  node ids from a real ZooKeeper: start to first lease, a killed
+#           holder's id leased again, guid_next() leased beside standalone
 #
 # This is not a test: it prints figures and exits 0 whether or not a target
 # is met.  It fails only when something actually breaks.
@@ -261,6 +263,166 @@ echo "(the bigint PK reference is the nextval CACHE 1000 table; s1's index is th
 echo
 
 #
+# 4. Leased mode: node ids from a real ZooKeeper (private to the benchmark)
+#
+
+ZK_DIR=$GUID_RUN_DIR/bench-zk
+ZK_PORT=52182
+LDIR=$GUID_RUN_DIR/bench-leased
+LPORT=55441
+KDIR=$GUID_RUN_DIR/bench-killed
+KPORT=55442
+ZK_TIMEOUT=2s
+
+ql() {
+	scratch_psql "$LDIR" "$LPORT" -At -c "$1"
+}
+
+now_ms() {
+	date +%s%3N
+}
+
+# wait_leased DIR PORT: poll every 10 ms until the cluster holds a lease.
+wait_leased() {
+	local i
+	for ((i = 0; i < 3000; i++)); do
+		[ "$(scratch_psql "$1" "$2" -At -c "SELECT mode FROM guid.status" 2>/dev/null)" = leased ] && return 0
+		sleep 0.01
+	done
+	echo "bench: $1 did not lease a node id" >&2
+	return 1
+}
+
+# zk_holds PATH: ZooKeeper still holds the ephemeral znode PATH ("dump").
+zk_holds() {
+	local out
+	exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" || return 0
+	printf 'dump' >&3
+	out=$(timeout 2 cat <&3 || true)
+	exec 3<&-
+	grep -q "^[[:space:]]*$1\$" <<<"$out"
+}
+
+cleanup_leased() {
+	scratch_stop "$LDIR"
+	scratch_stop "$KDIR"
+	"$ROOT/test/services/zookeeper.sh" stop "$ZK_DIR"
+}
+trap 'cleanup; cleanup_leased' EXIT
+
+"$ROOT/test/services/zookeeper.sh" stop "$ZK_DIR"
+rm -rf "$ZK_DIR"
+"$ROOT/test/services/zookeeper.sh" start "$ZK_DIR" "$ZK_PORT"
+zk_conf=("guid.node_id = -1" "guid.zookeeper = '127.0.0.1:$ZK_PORT'" "guid.zookeeper_session_timeout = '$ZK_TIMEOUT'")
+
+scratch_stop "$LDIR"
+run_dir_make "$LDIR"
+scratch_start "$LDIR" "$LPORT" "${zk_conf[@]}" "guid.namespace = 'bench'"
+ql "CREATE EXTENSION guid"
+wait_leased "$LDIR" "$LPORT"
+
+# pg_ctl start to first lease, over clean restarts (each frees its id)
+lease_runs=""
+for ((rep = 0; rep < 3; rep++)); do
+	as_pg pg_ctl -D "$LDIR/data" -m fast -w stop >/dev/null
+	t0=$(now_ms)
+	as_pg pg_ctl -D "$LDIR/data" -l "$LDIR/server.log" -w start >/dev/null
+	wait_leased "$LDIR" "$LPORT"
+	lease_runs+=" $(($(now_ms) - t0))"
+done
+# shellcheck disable=SC2086
+start_to_lease=$(median $lease_runs)
+
+# a holder killed with kill -9: time until ZooKeeper frees its id, then
+# until a new cluster holds it
+gone_runs=""
+relse_runs=""
+scratch_stop "$KDIR"
+run_dir_make "$KDIR"
+for ((rep = 0; rep < 3; rep++)); do
+	ns="bench_dead_$rep"
+	as_pg rm -rf "$KDIR/a" "$KDIR/b"
+	scratch_start "$KDIR/a" "$KPORT" "${zk_conf[@]}" "guid.namespace = '$ns'"
+	scratch_psql "$KDIR/a" "$KPORT" -c 'CREATE EXTENSION guid'
+	wait_leased "$KDIR/a" "$KPORT"
+	scratch_init "$KDIR/b" "$((KPORT + 1))" "${zk_conf[@]}" "guid.namespace = '$ns'"
+	# the postmaster dies; its children, the coordinator among them, follow
+	kill -9 "$(head -1 "$KDIR/a/data/postmaster.pid")"
+	t0=$(now_ms)
+	while zk_holds "/guid/$ns/nodes/0"; do sleep 0.01; done
+	t1=$(now_ms)
+	gone_runs+=" $((t1 - t0))"
+	scratch_run "$KDIR/b"
+	scratch_psql "$KDIR/b" "$((KPORT + 1))" -c 'CREATE EXTENSION guid'
+	wait_leased "$KDIR/b" "$((KPORT + 1))"
+	[ "$(scratch_psql "$KDIR/b" "$((KPORT + 1))" -At -c 'SELECT node_id FROM guid.status')" = 0 ] ||
+		{ echo "bench: the successor did not take the freed id 0" >&2; exit 1; }
+	relse_runs+=" $(($(now_ms) - t0))"
+	scratch_stop "$KDIR/b"
+done
+# shellcheck disable=SC2086
+gone_ms=$(median $gone_runs)
+# shellcheck disable=SC2086
+relse_ms=$(median $relse_runs)
+
+# guid_next() leased beside standalone, alternating
+ql "CREATE FUNCTION bench_ms(query text) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+BEGIN
+	EXECUTE query;
+	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
+END
+\$\$;"
+wait_clock_leased() {
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[ "$(ql "SELECT ahead_ms FROM guid.status")" -eq 0 ] && return 0
+		sleep 0.1
+	done
+}
+lb_runs=""
+sb_runs=""
+lp_runs=""
+sp_runs=""
+bulk_sql="SELECT count(guid_next()) FROM generate_series(1, $BULK_ROWS)"
+for ((rep = 0; rep < BENCH_REPEATS; rep++)); do
+	wait_clock
+	sb_runs+=" $(time_ms "$bulk_sql")"
+	wait_clock_leased
+	lb_runs+=" $(ql "SELECT round(bench_ms(\$b\$${bulk_sql}\$b\$)::numeric, 1)")"
+done
+for ((rep = 0; rep < PGBENCH_REPEATS; rep++)); do
+	for mode in standalone leased; do
+		if [ $mode = standalone ]; then d=$DIR p=$PORT; else d=$LDIR p=$LPORT; fi
+		out=$(as_pg pgbench -n -c 2 -j 2 -T "$PGBENCH_SECONDS" -h "$d" -p "$p" -U postgres \
+			-f "$DIR/pgbench-0.sql" postgres 2>"$DIR/pgbench.err") ||
+			{ cat "$DIR/pgbench.err" >&2; exit 1; }
+		tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
+		if [ $mode = standalone ]; then sp_runs+=" $tps"; else lp_runs+=" $tps"; fi
+	done
+done
+# shellcheck disable=SC2086
+sb_ms=$(median $sb_runs)
+# shellcheck disable=SC2086
+lb_ms=$(median $lb_runs)
+# shellcheck disable=SC2086
+sp_tps=$(median $sp_runs)
+# shellcheck disable=SC2086
+lp_tps=$(median $lp_runs)
+
+echo "Leased mode: node id from ZooKeeper (session timeout $ZK_TIMEOUT), beside standalone"
+printf '%-52s %12s\n' "pg_ctl start -> first lease (median of 3)" "$start_to_lease ms"
+printf '%-52s %12s\n' "holder kill -9 -> its lease znode gone (median of 3)" "$gone_ms ms"
+printf '%-52s %12s\n' "holder kill -9 -> id leased by a new cluster" "$relse_ms ms"
+echo "(the new cluster starts once the znode is gone; the ZooKeeper server expires sessions on ticks of 500 ms)"
+printf '%-30s %14s %14s %10s\n' "guid_next()" "standalone" "leased" "leased/st"
+rule 71
+printf '%-30s %14s %14s %10s\n' "bulk ${BULK_ROWS} (ms, median)" "$(fmt '%.1f' "$sb_ms")" "$(fmt '%.1f' "$lb_ms")" "$(ratio "$lb_ms" "$sb_ms")"
+printf '%-30s %14s %14s %10s\n' "pgbench SELECT guid_next() tps" "$(fmt '%.0f' "$sp_tps")" "$(fmt '%.0f' "$lp_tps")" "$(ratio "$lp_tps" "$sp_tps")"
+echo
+
+#
 # Targets: figures only, nothing fails on a miss
 #
 
@@ -269,3 +431,4 @@ printf '%-52s %10s %12s\n' "bulk    guid_next / count(clock_timestamp()) floor" 
 printf '%-52s %10s %12s\n' "pgbench guid_next / SELECT 1 (tps)" "$(ratio "${pgb_tps[0]}" "$select1")" ">= 0.9x"
 printf '%-52s %10s %12s\n' "insert  guid_next time / nextval CACHE 1000 time" "$(ratio "${ins_ms[0]}" "$ins_ref")" "<= 1.0x"
 printf '%-52s %10s %12s\n' "index   guid PK size / bigint PK size" "$(ratio "${ins_mb[0]}" "$idx_ref")" "1.0x"
+printf '%-52s %10s %12s\n' "leased  bulk guid_next leased / standalone time" "$(ratio "$lb_ms" "$sb_ms")" "~1.0x"

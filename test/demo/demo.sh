@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: what `make demo` shows.  Installs what is missing, builds and
-# installs guid, starts a scratch cluster in standalone mode on loopback,
-# issues and decodes IDs, shows guid.status, and stops the cluster again.
+# installs guid, starts a real ZooKeeper and two scratch clusters on
+# loopback that lease their node ids from it, issues and decodes IDs on
+# both, shows guid.status, and stops everything again.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,16 +12,31 @@ cd "$root"
 install_and_build
 
 dir=$GUID_RUN_DIR/demo
-port=${GUID_DEMO_PORT:-55450}
 run_dir_make "$dir"
-trap 'scratch_stop "$dir/pg"' EXIT
-scratch_start "$dir/pg" "$port" "guid.node_id = 42"
-echo "PostgreSQL on 127.0.0.1:$port (data in $dir/pg/data), guid.node_id = 42"
-echo
+trap 'scratch_stop "$dir/east"; scratch_stop "$dir/west"; test/services/services.sh down >/dev/null' EXIT
+test/services/services.sh up
+. "$GUID_RUN_DIR/services/services.env"
 
-scratch_psql "$dir/pg" "$port" -e <<'SQL'
-CREATE EXTENSION guid;
+ports=(55451 55452)
+names=(east west)
+for i in 0 1; do
+	scratch_start "$dir/${names[$i]}" "${ports[$i]}" \
+		"guid.node_id = -1" "guid.zookeeper = '$GUID_ZOOKEEPER'" "guid.namespace = 'demo'"
+	echo "cluster ${names[$i]}: PostgreSQL on 127.0.0.1:${ports[$i]}, leasing its node id from ZooKeeper at $GUID_ZOOKEEPER"
+done
+for i in 0 1; do
+	scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -c 'CREATE EXTENSION guid'
+	# the lease takes a moment after start
+	for _ in $(seq 1 100); do
+		[ "$(scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -Atc "SELECT mode FROM guid.status")" = leased ] && break
+		sleep 0.1
+	done
+done
 
+for i in 0 1; do
+	echo
+	echo "== cluster ${names[$i]} =="
+	scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -e <<SQL
 CREATE TABLE payments (
 	id      guid PRIMARY KEY DEFAULT guid_next(),
 	booking text NOT NULL,
@@ -28,15 +44,22 @@ CREATE TABLE payments (
 );
 
 INSERT INTO payments (booking, amount)
-SELECT 'book_' || (1000 + g), 10 * g FROM generate_series(1, 5) g;
+SELECT 'book_' || (1000 + g), 10 * g FROM generate_series(1, 3) g;
 
 SELECT p.id, d.created_at, d.node_id, d.sequence, p.booking
 FROM payments p, guid_decode(p.id) d
 ORDER BY p.id;
 
--- A million more in one statement: unique and increasing.
-SELECT count(*) AS ids, count(DISTINCT id) AS distinct_ids,
-       min(id) < max(id) AS increasing
+SELECT mode, node_id, zookeeper_state, session_id, session_timeout_ms, lease_deadline, reserved_until
+FROM guid.status;
+SQL
+done
+
+echo
+echo "== a million IDs on east =="
+scratch_psql "$dir/east" "${ports[0]}" -e <<'SQL'
+-- A million in one statement: unique and increasing.
+SELECT count(*) AS ids, count(DISTINCT id) AS distinct_ids, min(id) < max(id) AS increasing
 FROM (SELECT guid_next() AS id FROM generate_series(1, 1000000)) s;
 
 -- Time-range queries use the primary key.

@@ -30,10 +30,10 @@ run_dir_make() {
 	return 0
 }
 
-# scratch_start DIR PORT [CONF_LINE...]: initdb a cluster in DIR/data that
-# listens on 127.0.0.1:PORT and on a socket in DIR, with guid preloaded,
-# append the given postgresql.conf lines, and start it.
-scratch_start() {
+# scratch_init DIR PORT [CONF_LINE...]: initdb a cluster in DIR/data that
+# listens on 127.0.0.1:PORT and on a socket in DIR, with guid preloaded and
+# the given postgresql.conf lines appended.
+scratch_init() {
 	local dir=$1 port=$2
 	shift 2
 	as_pg mkdir -p "$dir"
@@ -47,8 +47,17 @@ scratch_start() {
 		echo "max_connections = 50"
 		for line in "$@"; do echo "$line"; done
 	} | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
-	as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null ||
-		{ cat "$dir/server.log"; return 1; }
+}
+
+# scratch_run DIR: start the cluster initialised in DIR.
+scratch_run() {
+	as_pg pg_ctl -D "$1/data" -l "$1/server.log" -w start >/dev/null ||
+		{ cat "$1/server.log"; return 1; }
+}
+
+# scratch_start DIR PORT [CONF_LINE...]: scratch_init, then scratch_run.
+scratch_start() {
+	scratch_init "$@" && scratch_run "$1"
 }
 
 # scratch_stop DIR: stop the cluster in DIR/data if it runs.
