@@ -4,10 +4,10 @@
 #   make test                   install packages, build, install, run every test
 #   make bench                  print the benchmark table
 #   make demo                   scratch clusters issuing and decoding IDs
-#   make services-up/-down      start/stop ZooKeeper on loopback
+#   make services-up/-down      start/stop ZooKeeper and Redis on loopback
 
 EXTENSION = guid
-EXTVERSION = 1.1
+EXTVERSION = 1.2
 
 MODULE_big = guid
 OBJS = \
@@ -17,13 +17,15 @@ OBJS = \
 	extension/decode.o \
 	extension/generator.o \
 	extension/status.o \
+	extension/idempotent.o \
 	coordinator/worker.o \
-	coordinator/zk_lease.o
+	coordinator/zk_lease.o \
+	coordinator/redis_idem.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 PG_CPPFLAGS = -I$(srcdir)/include
-SHLIB_LINK = -lzookeeper_st
+SHLIB_LINK = -lzookeeper_st -lhiredis
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 PG_CONFIG ?= pg_config
@@ -52,7 +54,7 @@ bench:
 demo:
 	@test/demo/demo.sh
 
-# Real services on loopback (ZooKeeper); addresses in $(GUID_RUN_DIR)/services/services.env
+# Real services on loopback (ZooKeeper, Redis); addresses in $(GUID_RUN_DIR)/services/services.env
 services-up:
 	@test/services/services.sh up
 

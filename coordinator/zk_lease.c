@@ -132,6 +132,15 @@ static uint64 connect_started = 0;
 static char last_logged_error[GUID_ERROR_LEN];
 
 /*
+ * GuidNamespace: guid.namespace, which also prefixes idempotency keys.
+ */
+const char *
+GuidNamespace(void)
+{
+	return guid_namespace ? guid_namespace : "default";
+}
+
+/*
  * LeaseConfigured: true when node ids are to be leased from ZooKeeper.
  */
 bool
@@ -965,7 +974,12 @@ LeaseWorkerLoop(void)
 			lease_set_state("connected");
 			if (!lease_acquire(err, sizeof(err)))
 			{
+				/*
+				 * Close the session too: an ephemeral created before the
+				 * failure would otherwise hold an id nobody uses.
+				 */
 				lease_error(err);
+				lease_close();
 				zk_pump(RETRY_MS);
 			}
 			continue;

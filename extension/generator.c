@@ -329,7 +329,7 @@ generator_shmem_startup(void)
 		pg_atomic_init_u32(&gs->reserve_wanted, 0);
 		pg_atomic_init_u64(&gs->lease_deadline, 0);
 		pg_atomic_init_u64(&gs->last_ack, 0);
-		strlcpy(gs->zk_state, LeaseConfigured() && guid_node_id < 0 ? "connecting" : "", sizeof(gs->zk_state));
+		strlcpy(gs->zk_state, LeaseConfigured() ? "connecting" : "", sizeof(gs->zk_state));
 		gs->started_at = GetCurrentTimestamp();
 
 		if (!generator_read_reservation(&reserved, &file_node, err, sizeof(err)))

@@ -28,6 +28,8 @@ _PG_init(void)
 {
 	GeneratorInit();
 	LeaseInit();
+	IdempotentInit();
+	RedisInit();
 	WorkerInit();
 
 	MarkGUCPrefixReserved("guid");

@@ -278,8 +278,22 @@ extern guid GuidParse(const char *str);
 extern void WorkerInit(void);
 extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
 
+/* extension/idempotent.c */
+extern int	guid_idempotency_ttl;
+extern void IdempotentInit(void);
+extern void GuidCheckService(const char *service);
+
+/* coordinator/redis_idem.c */
+extern char *guid_redis;
+extern int	guid_redis_timeout;
+extern void RedisInit(void);
+extern const char *RedisAddress(void);
+extern bool RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
+						  char **existing, char *err, size_t errlen);
+
 /* coordinator/zk_lease.c */
 extern char *guid_zookeeper;
+extern const char *GuidNamespace(void);
 extern void LeaseInit(void);
 extern bool LeaseConfigured(void);
 extern void LeaseWorkerLoop(void);

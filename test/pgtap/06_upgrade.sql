@@ -1,6 +1,6 @@
 -- The upgrade chain: install the first release, update to the current one.
 BEGIN;
-SELECT plan(7);
+SELECT plan(9);
 
 DROP EXTENSION guid CASCADE;
 CREATE EXTENSION guid VERSION '1.0';
@@ -12,10 +12,16 @@ SELECT is((SELECT mode FROM guid.status), 'standalone', 'the current library ser
 CREATE TABLE upgrade_keep (id guid PRIMARY KEY DEFAULT guid_next());
 INSERT INTO upgrade_keep DEFAULT VALUES;
 
-ALTER EXTENSION guid UPDATE;
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'guid'), '1.1', 'ALTER EXTENSION guid UPDATE reaches 1.1');
+ALTER EXTENSION guid UPDATE TO '1.1';
 SELECT is((SELECT count(*) FROM information_schema.columns WHERE table_schema = 'guid' AND table_name = 'status'),
 	18::bigint, '1.1 adds the lease columns to guid.status');
+SELECT hasnt_function('guid_next', ARRAY['text', 'text'], '1.1 has no idempotent guid_next');
+
+ALTER EXTENSION guid UPDATE;
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'guid'),
+	(SELECT default_version FROM pg_available_extensions WHERE name = 'guid'),
+	'ALTER EXTENSION guid UPDATE reaches the current version');
+SELECT has_function('guid_next', ARRAY['text', 'text'], '1.2 adds guid_next(service, idempotency_key)');
 SELECT is((SELECT zookeeper_state FROM guid.status), NULL, 'in standalone mode the lease columns are null');
 SELECT is((SELECT count(*) FROM upgrade_keep), 1::bigint, 'data in guid columns survives the update');
 

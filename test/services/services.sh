@@ -10,21 +10,25 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 dir=$GUID_RUN_DIR/services
 zk_port=${GUID_ZOOKEEPER_PORT:-52181}
+redis_port=${GUID_REDIS_PORT:-56379}
 
 case "${1:-}" in
 up)
 	"$here/install-packages.sh"
 	mkdir -p "$dir"
 	"$here/zookeeper.sh" start "$dir/zookeeper" "$zk_port"
+	"$here/redis.sh" start "$dir/redis" "$redis_port"
 	cat >"$dir/services.env" <<ENV
 GUID_ZOOKEEPER=127.0.0.1:$zk_port
 GUID_ZOOKEEPER_DIR=$dir/zookeeper
+GUID_REDIS=127.0.0.1:$redis_port
 ENV
 	chmod a+r "$dir/services.env"
-	echo "ZooKeeper on 127.0.0.1:$zk_port; addresses in $dir/services.env"
+	echo "ZooKeeper on 127.0.0.1:$zk_port, Redis on 127.0.0.1:$redis_port; addresses in $dir/services.env"
 	;;
 down)
 	"$here/zookeeper.sh" stop "$dir/zookeeper"
+	"$here/redis.sh" stop "$dir/redis"
 	rm -f "$dir/services.env"
 	;;
 *)

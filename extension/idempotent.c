@@ -1,0 +1,232 @@
+/*-------------------------------------------------------------------------
+ *
+ * idempotent.c
+ *		guid_next(service, idempotency_key) and its batch form: the same ID
+ *		for the same (service, key) while Redis holds the key.
+ *
+ * A call issues a fresh guid, then asks Redis (coordinator/redis_idem.c)
+ *
+ *		SET guid:idem:<namespace>:<service>:<key> <guid> NX GET EX <ttl>
+ *
+ * and returns its own guid if Redis stored it, or the guid Redis already
+ * held (the winner of an earlier call or of a race).  One round trip; the
+ * batch form pipelines all its keys in one.  A value read back that is not a
+ * guid is an error, never an ID.  The guarantee is only as strong as Redis's:
+ * the key lives guid.idempotency_ttl, and a failover of an asynchronously
+ * replicated Redis can lose it (the README says so).
+ *
+ * Plain guid_next() never comes here: Redis down costs only these calls.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+
+#include "guid.h"
+
+#define SERVICE_MAX_CHARS		50
+#define KEY_MAX_BYTES			255
+
+int			guid_idempotency_ttl = 86400;
+
+/*
+ * IdempotentInit: define the setting that belongs to idempotency keys.
+ */
+void
+IdempotentInit(void)
+{
+	DefineCustomIntVariable("guid.idempotency_ttl",
+							gettext_noop("How long an idempotency key keeps its guid in Redis."),
+							NULL,
+							&guid_idempotency_ttl,
+							86400, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+/*
+ * GuidCheckService: raise an error unless service is a valid service name:
+ * 1 to 50 characters, no control characters, no ':' (it separates the
+ * parts of the Redis key).
+ */
+void
+GuidCheckService(const char *service)
+{
+	const unsigned char *p;
+	int			chars = pg_mbstrlen(service);
+
+	if (chars == 0 || chars > SERVICE_MAX_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid service name \"%s\"", service),
+				 errdetail("A service name has 1 to %d characters.", SERVICE_MAX_CHARS)));
+	for (p = (const unsigned char *) service; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || *p == ':')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid service name \"%s\"", service),
+					 errdetail("A service name may not contain control characters or \":\".")));
+}
+
+static void
+idem_check_key(const char *key)
+{
+	size_t		len = strlen(key);
+
+	if (len == 0 || len > KEY_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid idempotency key of %zu bytes", len),
+				 errdetail("An idempotency key has 1 to %d bytes.", KEY_MAX_BYTES)));
+}
+
+/* Parse a guid from Redis without raising the type's own error. */
+static bool
+idem_parse(const char *s, guid *out)
+{
+	int64		v = 0;
+	const char *p = s;
+
+	if (*p == '\0')
+		return false;
+	for (; *p; p++)
+	{
+		if (*p < '0' || *p > '9' || v > (PG_INT64_MAX - (*p - '0')) / 10)
+			return false;
+		v = v * 10 + (*p - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/*
+ * Issue fresh guids for n keys of one service and settle each with Redis.
+ * Returns the guids to use, in order.
+ */
+static guid *
+idem_settle(const char *service, int n, const char **keys)
+{
+	const char **rkeys = palloc(sizeof(char *) * n);
+	const char **values = palloc(sizeof(char *) * n);
+	char	  **existing = palloc0(sizeof(char *) * n);
+	guid	   *ids = palloc(sizeof(guid) * n);
+	char		err[256];
+	int			i;
+
+	GuidCheckService(service);
+	for (i = 0; i < n; i++)
+	{
+		idem_check_key(keys[i]);
+		rkeys[i] = psprintf("guid:idem:%s:%s:%s", GuidNamespace(), service, keys[i]);
+		ids[i] = GuidNext();
+		values[i] = psprintf(INT64_FORMAT, (int64) ids[i]);
+	}
+
+	if (!RedisSetNxGet(n, rkeys, values, guid_idempotency_ttl, existing, err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not settle idempotency key with Redis"),
+				 errdetail("%s.", err),
+				 errhint("Check that Redis is reachable at guid.redis (\"%s\"), or guid.redis_timeout. guid_next() without a key does not need Redis.",
+						 RedisAddress())));
+
+	for (i = 0; i < n; i++)
+		if (existing[i] != NULL && !idem_parse(existing[i], &ids[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("Redis key \"%s\" does not hold a guid", rkeys[i]),
+					 errdetail("It holds \"%s\".", existing[i]),
+					 errhint("Delete the key in Redis; guid keeps only guids under guid:idem:.")));
+	return ids;
+}
+
+static char *
+idem_text_arg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/*
+ * guid_next(service text, idempotency_key text): the same guid for the same
+ * service and key while Redis holds the key.
+ */
+PG_FUNCTION_INFO_V1(guid_next_idempotent);
+Datum
+guid_next_idempotent(PG_FUNCTION_ARGS)
+{
+	const char *service = idem_text_arg(fcinfo, 0, "service");
+	const char *key = idem_text_arg(fcinfo, 1, "idempotency key");
+
+	PG_RETURN_GUID(idem_settle(service, 1, &key)[0]);
+}
+
+/*
+ * guid_next(service text, idempotency_keys text[]): one guid per key, in
+ * order, settled with Redis in one pipelined round trip.
+ */
+PG_FUNCTION_INFO_V1(guid_next_idempotent_batch);
+Datum
+guid_next_idempotent_batch(PG_FUNCTION_ARGS)
+{
+	const char *service = idem_text_arg(fcinfo, 0, "service");
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	const char **keys;
+	guid	   *ids;
+	Datum	   *out;
+	int			i;
+	Oid			elemtype;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("idempotency keys must not be null")));
+	elemtype = get_element_type(get_fn_expr_rettype(fcinfo->flinfo));
+	if (!OidIsValid(elemtype))
+		elog(ERROR, "could not determine the result type of guid_next(text, text[])");
+	arr = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("idempotency keys must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+
+	keys = palloc(sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("idempotency key %d must not be null", i + 1)));
+		keys[i] = TextDatumGetCString(elems[i]);
+	}
+
+	if (n == 0)
+	{
+		GuidCheckService(service);
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(elemtype));
+	}
+	ids = idem_settle(service, n, keys);
+
+	out = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		out[i] = GuidGetDatum(ids[i]);
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	PG_RETURN_ARRAYTYPE_P(construct_array(out, n, elemtype, typlen, typbyval, typalign));
+}

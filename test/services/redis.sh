@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# redis.sh start DIR PORT | stop DIR
+#
+# A redis-server (Debian's package) on 127.0.0.1:PORT with its pid file and
+# log under DIR, no persistence (tests need none).  Never touches a
+# system-wide instance.
+set -euo pipefail
+
+cmd=${1:?usage: redis.sh start DIR PORT | stop DIR}
+dir=${2:?DIR missing}
+
+redis_alive() {
+	[ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null
+}
+
+case "$cmd" in
+start)
+	port=${3:?PORT missing}
+	if redis_alive; then
+		echo "redis.sh: already running in $dir" >&2
+		exit 0
+	fi
+	mkdir -p "$dir"
+	redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+		--dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+		--daemonize yes >/dev/null
+	for _ in $(seq 1 100); do
+		if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+			exit 0
+		fi
+		sleep 0.1
+	done
+	echo "redis.sh: Redis did not answer on 127.0.0.1:$port; see $dir/redis.log" >&2
+	exit 1
+	;;
+stop)
+	if redis_alive; then
+		pid=$(cat "$dir/redis.pid")
+		kill -CONT "$pid" 2>/dev/null || true
+		kill "$pid"
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$dir/redis.pid"
+	;;
+*)
+	echo "usage: redis.sh start DIR PORT | stop DIR" >&2
+	exit 2
+	;;
+esac
