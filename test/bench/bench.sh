@@ -2,7 +2,7 @@
 # bench.sh: how fast guid_next() and guid_uuid() are next to sequences and
 # gen_random_uuid(), in a throw-away cluster on port 55440.
 #
-# Four sections, each printed as a table, then a 'Targets' block:
+# Five sections, each printed as a table, then a 'Targets' block:
 #   bulk    SELECT count(f) FROM generate_series(1, N), timed in the server,
 #           against the floors count(g) and count(clock_timestamp())
 #   pgbench SELECT f(); from 2 clients for PGBENCH_SECONDS, against SELECT 1
@@ -10,6 +10,8 @@
 #           to the generator, plus the size of its primary-key index
 #   leased  node ids from a real ZooKeeper: start to first lease, a killed
 #           holder's id leased again, guid_next() leased beside standalone
+#   idem    guid_next(service, key) against a real Redis, beside
+#           redis-benchmark's round-trip floor, and the pipelined batch form
 #
 # This is not a test: it prints figures and exits 0 whether or not a target
 # is met.  It fails only when something actually breaks.
@@ -423,6 +425,75 @@ printf '%-30s %14s %14s %10s\n' "pgbench SELECT guid_next() tps" "$(fmt '%.0f' "
 echo
 
 #
+# 5. Idempotency keys: guid_next(service, key) against a real Redis
+#
+
+RDIR=$GUID_RUN_DIR/bench-redis
+RPORT=56380
+IDEM_N=20000
+LAT_N=5000
+"$ROOT/test/services/redis.sh" stop "$RDIR"
+"$ROOT/test/services/redis.sh" start "$RDIR" "$RPORT"
+trap 'cleanup; cleanup_leased; "$ROOT/test/services/redis.sh" stop "$RDIR"' EXIT
+q "ALTER SYSTEM SET guid.redis = '127.0.0.1:$RPORT'" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 100); do
+	[ "$(q "SELECT current_setting('guid.redis')")" = "127.0.0.1:$RPORT" ] && break
+	sleep 0.05
+done
+
+# the round-trip floor: one client doing the same SET ... NX EX
+floor_runs=""
+for ((rep = 0; rep < BENCH_REPEATS; rep++)); do
+	floor_runs+=" $(redis-benchmark -h 127.0.0.1 -p "$RPORT" -c 1 -n "$IDEM_N" -r 100000000 --csv \
+		SET "guid:bench:__rand_int__" v NX EX 86400 | awk -F'"' 'NR == 2 { print $4 }')"
+done
+# shellcheck disable=SC2086
+floor_rps=$(median $floor_runs)
+
+# per-call latency, measured in the server around each call
+q "CREATE FUNCTION bench_idem_p99(n int, prefix text) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE
+	t timestamptz;
+	lat float8[] := '{}';
+BEGIN
+	FOR i IN 1 .. n LOOP
+		t := clock_timestamp();
+		PERFORM guid_next('bench', prefix || i);
+		lat := lat || extract(epoch FROM clock_timestamp() - t) * 1000;
+	END LOOP;
+	RETURN (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY x) FROM unnest(lat) x);
+END
+\$\$;" >/dev/null
+
+single_runs=""
+batch_runs=""
+p99_runs=""
+for ((rep = 0; rep < BENCH_REPEATS; rep++)); do
+	wait_clock
+	ms=$(time_ms "SELECT count(guid_next('bench', 's${rep}_' || g)) FROM generate_series(1, $IDEM_N) g")
+	single_runs+=" $(fmt '%.0f' "$IDEM_N / $ms * 1000")"
+	wait_clock
+	ms=$(time_ms "SELECT cardinality(guid_next('bench', array_agg('b${rep}_' || g))) FROM generate_series(1, $IDEM_N) g")
+	batch_runs+=" $(fmt '%.0f' "$IDEM_N / $ms * 1000")"
+	p99_runs+=" $(q "SELECT round(bench_idem_p99($LAT_N, 'l${rep}_')::numeric, 3)")"
+done
+# shellcheck disable=SC2086
+single_rps=$(median $single_runs)
+# shellcheck disable=SC2086
+batch_rps=$(median $batch_runs)
+# shellcheck disable=SC2086
+p99_ms=$(median $p99_runs)
+
+echo "Idempotency keys: one backend, Redis on loopback, $IDEM_N fresh keys per run (median of $BENCH_REPEATS)"
+printf '%-60s %12s\n' "redis-benchmark -c 1 SET key v NX EX 86400 (round-trip floor)" "$(fmt '%.0f' "$floor_rps")/s"
+printf '%-60s %12s %10s\n' "guid_next('bench', key), one call per key" "$(fmt '%.0f' "$single_rps")/s" "$(ratio "$floor_rps" "$single_rps")"
+printf '%-60s %12s\n' "  p99 latency of one call ($LAT_N calls, timed in the server)" "$p99_ms ms"
+printf '%-60s %12s %10s\n' "guid_next('bench', keys[]), $IDEM_N keys in one pipeline" "$(fmt '%.0f' "$batch_rps")/s" "$(ratio "$batch_rps" "$single_rps")"
+echo "(ratios: floor rate / single-call rate, and batch rate / single-call rate)"
+echo
+
+#
 # Targets: figures only, nothing fails on a miss
 #
 
@@ -432,3 +503,6 @@ printf '%-52s %10s %12s\n' "pgbench guid_next / SELECT 1 (tps)" "$(ratio "${pgb_
 printf '%-52s %10s %12s\n' "insert  guid_next time / nextval CACHE 1000 time" "$(ratio "${ins_ms[0]}" "$ins_ref")" "<= 1.0x"
 printf '%-52s %10s %12s\n' "index   guid PK size / bigint PK size" "$(ratio "${ins_mb[0]}" "$idx_ref")" "1.0x"
 printf '%-52s %10s %12s\n' "leased  bulk guid_next leased / standalone time" "$(ratio "$lb_ms" "$sb_ms")" "~1.0x"
+printf '%-52s %10s %12s\n' "idem    round-trip floor rate / single-call rate" "$(ratio "$floor_rps" "$single_rps")" "<= 1.2x"
+printf '%-52s %10s %12s\n' "idem    p99 latency of one call" "$p99_ms ms" "<= 1 ms"
+printf '%-52s %10s %12s\n' "idem    batch rate / single-call rate" "$(ratio "$batch_rps" "$single_rps")" ">= 10x"
