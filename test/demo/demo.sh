@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # demo.sh: what `make demo` shows.  Installs what is missing, builds and
-# installs guid, starts a real ZooKeeper and two scratch clusters on
-# loopback that lease their node ids from it, issues and decodes IDs on
-# both, shows guid.status, and stops everything again.
+# installs guid, starts a real ZooKeeper, Redis and two scratch clusters on
+# loopback that lease their node ids from ZooKeeper, issues and decodes IDs
+# on both, shows idempotency keys and guid.status, and stops everything
+# again.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,7 +22,8 @@ ports=(55451 55452)
 names=(east west)
 for i in 0 1; do
 	scratch_start "$dir/${names[$i]}" "${ports[$i]}" \
-		"guid.node_id = -1" "guid.zookeeper = '$GUID_ZOOKEEPER'" "guid.namespace = 'demo'"
+		"guid.node_id = -1" "guid.zookeeper = '$GUID_ZOOKEEPER'" "guid.namespace = 'demo'" \
+		"guid.redis = '$GUID_REDIS'"
 	echo "cluster ${names[$i]}: PostgreSQL on 127.0.0.1:${ports[$i]}, leasing its node id from ZooKeeper at $GUID_ZOOKEEPER"
 done
 for i in 0 1; do
@@ -53,6 +55,13 @@ ORDER BY p.id;
 SELECT mode, node_id, zookeeper_state, session_id, session_timeout_ms, lease_deadline, reserved_until
 FROM guid.status;
 SQL
+done
+
+echo
+echo "== idempotency keys: the same key gets the same ID on both clusters (Redis at $GUID_REDIS) =="
+for i in 0 1; do
+	scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -e -c \
+		"SELECT '${names[$i]}' AS cluster, guid_next('payment', 'book_1001') AS same_key, guid_next('payment', 'book_1002') AS other_key"
 done
 
 echo
