@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # redis.sh start DIR PORT | stop DIR
 #
-# A redis-server (Debian's package) on 127.0.0.1:PORT with its pid file and
-# log under DIR, no persistence (tests need none).  Never touches a
+# A redis-server (Debian's package) on 127.0.0.1:PORT and DIR/redis.sock,
+# with its pid file and log under DIR, no persistence (tests need none).  Never touches a
 # system-wide instance.
 set -euo pipefail
 
@@ -22,6 +22,7 @@ start)
 	fi
 	mkdir -p "$dir"
 	redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+		--unixsocket "$dir/redis.sock" --unixsocketperm 777 \
 		--dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
 		--daemonize yes >/dev/null
 	for _ in $(seq 1 100); do

@@ -131,6 +131,30 @@ for my $planted ('not-a-guid', '-5', '99999999999999999999', '')
 		"a planted value \"$planted\" is an error, not an ID");
 }
 
+# --- A unix socket, and a password ---------------------------------------------------------------
+sub set_redis
+{
+	my ($node, $value) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET guid.redis = '$value'");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	$node->poll_query_until('postgres', "SELECT current_setting('guid.redis') = '$value'")
+	  or die "guid.redis did not become $value";
+}
+set_redis($a, "$rdir/redis.sock");
+is($a->safe_psql('postgres', "SELECT guid_next('payment', 'book_1001')"), $id,
+	'guid.redis as a unix socket path reaches the same Redis');
+
+redis('CONFIG', 'SET', 'requirepass', 'sekret');
+my $redis_pw = sub { my $o = ''; IPC::Run::run([ 'redis-cli', '-h', '127.0.0.1', '-p', $port, '-a', 'sekret', '--no-auth-warning', @_ ], '>', \$o); chomp $o; $o };
+set_redis($a, "sekret\@127.0.0.1:$port");
+is($a->safe_psql('postgres', "SELECT guid_next('payment', 'book_1001')"), $id, 'guid.redis with a password authenticates');
+set_redis($a, "wrong\@127.0.0.1:$port");
+my ($pw_ret, $pw_out, $pw_err) = $a->psql('postgres', "SELECT guid_next('payment', 'book_1001')");
+like($pw_err, qr/Redis at 127\.0\.0\.1:$port refused the password in guid\.redis/, 'a wrong password is a clear error');
+unlike($pw_err, qr/wrong/, '... that does not show the password');
+$redis_pw->('CONFIG', 'SET', 'requirepass', '');
+set_redis($a, "127.0.0.1:$port");
+
 # --- Redis down, frozen, back -----------------------------------------------------------------
 $a->safe_psql('postgres', 'CREATE TABLE t (id guid)');
 my $s = $a->background_psql('postgres', on_error_stop => 0);
