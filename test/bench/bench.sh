@@ -122,18 +122,19 @@ scratch_start "$DIR" "$PORT" "guid.node_id = 1"
 # Timing is server-side: bench_ms() EXECUTEs the statement in a PL/pgSQL
 # function and returns the clock_timestamp() difference, so neither the
 # client round trip nor (for INSERT) the commit is counted.
-q "
-CREATE EXTENSION guid;
-CREATE SEQUENCE s1 CACHE 1;
-CREATE SEQUENCE s1000 CACHE 1000;
-CREATE FUNCTION bench_ms(query text) RETURNS float8 LANGUAGE plpgsql AS \$\$
+BENCH_MS_SQL="CREATE FUNCTION bench_ms(query text) RETURNS float8 LANGUAGE plpgsql AS \$\$
 DECLARE
 	t0 timestamptz := clock_timestamp();
 BEGIN
 	EXECUTE query;
 	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
 END
-\$\$;
+\$\$;"
+q "
+CREATE EXTENSION guid;
+CREATE SEQUENCE s1 CACHE 1;
+CREATE SEQUENCE s1000 CACHE 1000;
+$BENCH_MS_SQL
 "
 
 #
@@ -368,14 +369,7 @@ gone_ms=$(median $gone_runs)
 relse_ms=$(median $relse_runs)
 
 # guid_next() leased beside standalone, alternating
-ql "CREATE FUNCTION bench_ms(query text) RETURNS float8 LANGUAGE plpgsql AS \$\$
-DECLARE
-	t0 timestamptz := clock_timestamp();
-BEGIN
-	EXECUTE query;
-	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END
-\$\$;"
+ql "$BENCH_MS_SQL"
 wait_clock_leased() {
 	local i
 	for ((i = 0; i < 600; i++)); do

@@ -79,3 +79,19 @@ install_and_build() {
 	make -s
 	as_root make -s install >/dev/null
 }
+
+# stop_pidfile FILE: stop the process whose pid FILE holds (thawing it first
+# if it was frozen): SIGTERM, up to 10 s, then SIGKILL; remove FILE.
+stop_pidfile() {
+	local pid
+	if [ -f "$1" ] && pid=$(cat "$1") && kill -0 "$pid" 2>/dev/null; then
+		kill -CONT "$pid" 2>/dev/null || true
+		kill "$pid"
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$1"
+}

@@ -5,6 +5,7 @@
 # with its pid file and log under DIR, no persistence (tests need none).  Never touches a
 # system-wide instance.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 cmd=${1:?usage: redis.sh start DIR PORT | stop DIR}
 dir=${2:?DIR missing}
@@ -35,17 +36,7 @@ start)
 	exit 1
 	;;
 stop)
-	if redis_alive; then
-		pid=$(cat "$dir/redis.pid")
-		kill -CONT "$pid" 2>/dev/null || true
-		kill "$pid"
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -9 "$pid" 2>/dev/null || true
-	fi
-	rm -f "$dir/redis.pid"
+	stop_pidfile "$dir/redis.pid"
 	;;
 *)
 	echo "usage: redis.sh start DIR PORT | stop DIR" >&2

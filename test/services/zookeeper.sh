@@ -6,6 +6,7 @@
 # 500 ms and sessions may be 1 s to 60 s long, so tests can use short
 # session timeouts.  Never touches a system-wide instance.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 cmd=${1:?usage: zookeeper.sh start DIR PORT | stop DIR | status DIR}
 dir=${2:?DIR missing}
@@ -67,17 +68,7 @@ LOG
 	exit 1
 	;;
 stop)
-	if zk_alive; then
-		pid=$(cat "$dir/zookeeper.pid")
-		kill -CONT "$pid" 2>/dev/null || true
-		kill "$pid"
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -9 "$pid" 2>/dev/null || true
-	fi
-	rm -f "$dir/zookeeper.pid"
+	stop_pidfile "$dir/zookeeper.pid"
 	;;
 status)
 	zk_alive
