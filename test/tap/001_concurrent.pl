@@ -1,6 +1,6 @@
 # Two backends generating 1,000,000 IDs each at the same time: no duplicate
 # in the union, and each backend's IDs strictly increasing in the order it
-# received them.
+# received them.  The same for guid_uuid().
 use strict;
 use warnings;
 
@@ -70,6 +70,39 @@ is( $node->safe_psql(
 	't',
 	'the two ranges interleave: the backends really generated at the same time');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM a WHERE guid_node(id) <> 5'), '0', 'all carry node 5');
+
+# guid_uuid() shares the generator: two backends, 200,000 UUIDs each, at once.
+$node->safe_psql('postgres', 'CREATE TABLE ua (n int, u uuid); CREATE TABLE ub (n int, u uuid)');
+$gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(43)');
+my @u;
+for my $t (qw(ua ub))
+{
+	push @u, IPC::Run::start(
+		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
+		  '-c', 'SELECT pg_advisory_lock_shared(43)',
+		  '-c', "INSERT INTO $t SELECT n, guid_uuid() FROM generate_series(1, 200000) n" ]);
+}
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 2 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") or die;
+$gate->query_safe('SELECT pg_advisory_unlock(43)');
+$_->finish for @u;
+$gate->quit;
+is($_->result(0), 0, 'a guid_uuid() generator finished') for @u;
+is($node->safe_psql('postgres', 'SELECT (SELECT count(*) FROM ua) + (SELECT count(*) FROM ub)'), '400000',
+	'the two backends issued 200,000 UUIDs each');
+is( $node->safe_psql('postgres',
+		'SELECT count(*) FROM (SELECT u FROM ua UNION ALL SELECT u FROM ub) x GROUP BY u HAVING count(*) > 1'),
+	'', 'guid_uuid() from two concurrent backends: no duplicate');
+for my $t (qw(ua ub))
+{
+	is($node->safe_psql('postgres', "SELECT count(*) FROM (SELECT u, lag(u) OVER (ORDER BY n) AS p FROM $t) s WHERE u <= p"),
+		'0', "guid_uuid() in backend $t strictly increasing");
+}
+is( $node->safe_psql('postgres',
+		'SELECT (SELECT u FROM ua ORDER BY u LIMIT 1) < (SELECT u FROM ub ORDER BY u DESC LIMIT 1) AND '
+		  . '(SELECT u FROM ub ORDER BY u LIMIT 1) < (SELECT u FROM ua ORDER BY u DESC LIMIT 1)'),
+	't', 'the UUID ranges interleave');
 
 $node->stop;
 done_testing();

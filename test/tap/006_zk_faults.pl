@@ -1,8 +1,8 @@
 # Leases under faults, each against a real ZooKeeper this test owns: a dead
 # holder's id moves to a cluster whose clock is 2 s behind without a
 # duplicate; a frozen ZooKeeper fences every node before its session could
-# expire, and generation resumes when it is back; a crash-restart reattaches
-# the live session and keeps the id.
+# expire, and generation resumes when it is back (also after it was stopped
+# and started); a crash-restart reattaches the live session and keeps the id.
 use strict;
 use warnings;
 
@@ -95,6 +95,23 @@ my $connect = "127.0.0.1:$zk->{port}";
 		'no duplicate across the whole episode');
 	is($n[0]->safe_psql('postgres', 'SELECT count(*) FROM all_ids'), '200000', '... of 200,000 IDs');
 	$_->stop for @n;
+}
+
+# --- ZooKeeper stopped, then started again ----------------------------------------
+{
+	my $node = guid_node('zk_stopped', node_id => undef, conf => zk_conf($connect, 'stopped', '2s'));
+	wait_for_lease($node);
+	$node->safe_psql('postgres', 'CREATE TABLE ids AS SELECT guid_next() AS id FROM generate_series(1, 50000)');
+	zookeeper_stop($zk);
+	ok($node->poll_query_until('postgres', "SELECT mode IN ('fenced', 'connecting') FROM guid.status"),
+		'with ZooKeeper stopped the node stops issuing');
+	my ($ret, $out, $err) = $node->psql('postgres', 'SELECT guid_next()');
+	like($err, qr/lease is fenced|no node id lease from ZooKeeper yet/, '... and says why');
+	zookeeper_start('faults', $zk);
+	ok($node->poll_query_until('postgres', 'SELECT guid_next() IS NOT NULL'), 'ZooKeeper started again: it issues again');
+	$node->safe_psql('postgres', 'INSERT INTO ids SELECT guid_next() FROM generate_series(1, 50000)');
+	is($node->safe_psql('postgres', 'SELECT count(*) - count(DISTINCT id) FROM ids'), '0', '... with no duplicate');
+	$node->stop;
 }
 
 # --- Crash-restart: the coordinator reattaches the live session -----------------
