@@ -1,6 +1,6 @@
 # Bad ZooKeeper configuration: a malformed connect string, an unreachable
 # server, ZooKeeper down at startup, credentials the namespace's ACL
-# refuses.  The server stays up, guid.status and the log say why, and
+# refuses, a namespace whose 1024 ids are all taken.  The server stays up, guid.status and the log say why, and
 # generation fails clearly until a lease exists.
 use strict;
 use warnings;
@@ -8,6 +8,7 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 use GuidTest;
+use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -60,6 +61,24 @@ $intruder->safe_psql('postgres', 'CREATE ROLE plain_user');
 my ($ret, $out, $err) = $intruder->psql('postgres', 'SET ROLE plain_user; SHOW guid.zookeeper_auth');
 like($err, qr/permission denied|must be superuser|privileges/, 'its value is for superusers only');
 
-$_->stop for ($unreach, $owner, $intruder);
+# --- All 1024 ids of a namespace taken --------------------------------------------
+# ZooKeeper's own CLI holds every lease znode of namespace "full" in one session.
+my ($cli_in, $cli_out) = ('', '');
+my $cli = IPC::Run::start([ '/usr/share/zookeeper/bin/zkCli.sh', '-server', "127.0.0.1:$port" ],
+	'<', \$cli_in, '>&', \$cli_out, IPC::Run::timeout(120));
+$cli_in .= join('', map { "create $_ ''\n" } ('/guid', '/guid/full', '/guid/full/nodes'));
+$cli_in .= "create -e /guid/full/nodes/$_ outsider\n" for (0 .. 1023);
+$cli->pump until $cli_out =~ m{Created /guid/full/nodes/1023} || !$cli->pumpable;
+like($cli_out, qr{Created /guid/full/nodes/1023}, 'another client holds all 1024 ids of a namespace');
+my $full = guid_node('full', node_id => undef, conf => zk_conf("127.0.0.1:$port", 'full', '2s'));
+ok($full->poll_query_until('postgres',
+	q{SELECT last_error = 'all 1024 node ids of namespace "full" are leased' FROM guid.status}),
+	'a cluster that finds every id leased says so in guid.status');
+refused($full, 'all ids taken');
+$cli_in .= "quit\n";
+$cli->finish;
+ok(wait_for_lease($full) >= 0, 'once they are released it leases one');
+
+$_->stop for ($unreach, $owner, $intruder, $full);
 zookeeper_stop($zk);
 done_testing();
