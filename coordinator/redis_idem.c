@@ -106,13 +106,31 @@ redis_remaining(instr_time deadline)
 	return Max((long) INSTR_TIME_GET_MILLISEC(deadline), 0);
 }
 
+/* Now plus guid.redis_timeout. */
+static instr_time
+redis_deadline(void)
+{
+	instr_time	deadline;
+	instr_time	timeout;
+
+	INSTR_TIME_SET_CURRENT(deadline);
+	timeout.tv_sec = guid_redis_timeout / 1000;
+	timeout.tv_nsec = (long) (guid_redis_timeout % 1000) * 1000000;
+	INSTR_TIME_ADD(deadline, timeout);
+	return deadline;
+}
+
 /*
- * Wait for the socket to become readable or writable (event), serving the
- * latch and interrupts meanwhile.  Returns false on timeout.
+ * Wait up to guid.redis_timeout for the socket to become readable or
+ * writable (event), serving the latch and interrupts meanwhile.  Returns
+ * false on timeout.  The timeout counts from each wait, so a long pipeline
+ * fails only when Redis stops making progress.
  */
 static bool
-redis_wait(int event, instr_time deadline)
+redis_wait(int event)
 {
+	instr_time	deadline = redis_deadline();
+
 	if (redis_wes == NULL)
 	{
 		redis_wes = CreateWaitEventSet(TopMemoryContext, 3);
@@ -150,7 +168,7 @@ redis_wait(int event, instr_time deadline)
  * Open the connection if there is none.  Returns false with err set.
  */
 static bool
-redis_connect(instr_time deadline, char **password, char *err, size_t errlen)
+redis_connect(char **password, char *err, size_t errlen)
 {
 	char	   *spec;
 	char	   *at;
@@ -207,7 +225,7 @@ redis_connect(instr_time deadline, char **password, char *err, size_t errlen)
 	}
 
 	/* A non-blocking connect completes when the socket becomes writable. */
-	if (!redis_wait(WL_SOCKET_WRITEABLE, deadline))
+	if (!redis_wait(WL_SOCKET_WRITEABLE))
 	{
 		snprintf(err, errlen, "could not connect to Redis at %s: timed out after %d ms",
 				 RedisAddress(), guid_redis_timeout);
@@ -229,8 +247,7 @@ redis_connect(instr_time deadline, char **password, char *err, size_t errlen)
  * into replies[].  Returns false with err set (the connection is dropped).
  */
 static bool
-redis_roundtrip(int nreplies, redisReply **replies, instr_time deadline,
-				char *err, size_t errlen)
+redis_roundtrip(int nreplies, redisReply **replies, char *err, size_t errlen)
 {
 	int			done = 0;
 	int			i;
@@ -240,7 +257,7 @@ redis_roundtrip(int nreplies, redisReply **replies, instr_time deadline,
 	{
 		if (redisBufferWrite(redis_conn, &done) != REDIS_OK)
 			goto io_error;
-		if (!done && !redis_wait(WL_SOCKET_WRITEABLE, deadline))
+		if (!done && !redis_wait(WL_SOCKET_WRITEABLE))
 			goto timeout;
 	} while (!done);
 
@@ -254,7 +271,7 @@ redis_roundtrip(int nreplies, redisReply **replies, instr_time deadline,
 				goto io_error;
 			if (reply != NULL)
 				break;
-			if (!redis_wait(WL_SOCKET_READABLE, deadline))
+			if (!redis_wait(WL_SOCKET_READABLE))
 				goto timeout;
 			if (redisBufferRead(redis_conn) != REDIS_OK)
 				goto io_error;
@@ -288,8 +305,6 @@ bool
 RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 			  char **existing, char *err, size_t errlen)
 {
-	instr_time	deadline;
-	instr_time	timeout;
 	char	   *password = NULL;
 	redisReply **replies;
 	char		ttl[16];
@@ -301,14 +316,9 @@ RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 	if (redis_busy)
 		redis_drop();
 
-	INSTR_TIME_SET_CURRENT(deadline);
-	timeout.tv_sec = guid_redis_timeout / 1000;
-	timeout.tv_nsec = (long) (guid_redis_timeout % 1000) * 1000000;
-	INSTR_TIME_ADD(deadline, timeout);
-
 	if (redis_conn == NULL)
 	{
-		if (!redis_connect(deadline, &password, err, errlen))
+		if (!redis_connect(&password, err, errlen))
 			return false;
 		if (password != NULL)
 		{
@@ -329,8 +339,13 @@ RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 
 	total = first + n;
 	replies = palloc0(sizeof(redisReply *) * total);
-	if (!redis_roundtrip(total, replies, deadline, err, errlen))
+	if (!redis_roundtrip(total, replies, err, errlen))
+	{
+		for (i = 0; i < total; i++)
+			if (replies[i] != NULL)
+				freeReplyObject(replies[i]);
 		return false;
+	}
 
 	for (i = 0; i < total && ok; i++)
 	{

@@ -99,6 +99,9 @@ like($again, qr/^\{$k3,\d+,$k3\}$/, 'order is kept; a known key (twice) keeps it
 is($a->safe_psql('postgres', "SELECT guid_next('import', 'k2') = (guid_next('import', ARRAY['k2']))[1]"), 't',
 	'single and batch forms agree');
 is($a->safe_psql('postgres', "SELECT cardinality(guid_next('import', ARRAY[]::text[]))"), '0', 'an empty batch is empty');
+is($a->safe_psql('postgres',
+		"SELECT count(DISTINCT x) FROM unnest(guid_next('big', (SELECT array_agg('k' || g) FROM generate_series(1, 300000) g))) x"),
+	'300000', 'a batch of 300,000 keys, longer than guid.redis_timeout (500 ms) in all, completes while Redis makes progress');
 
 # --- Bad input -------------------------------------------------------------------------------
 my $keys_before = redis('DBSIZE');
