@@ -2,7 +2,7 @@
  *
  * worker.c
  *		The guid coordinator: a background worker that keeps the generator's
- *		durable reservation ahead of need.
+ *		durable reservation ahead of need, and holds the node id lease.
  *
  * Backends issue IDs lock-free up to the reserved high-water millisecond
  * (see extension/generator.c).  The coordinator rewrites the reservation
@@ -11,6 +11,10 @@
  * themselves.  A backend that sees the window running low sets the
  * coordinator's latch; otherwise it wakes every WORKER_NAP_MS.  An idle
  * cluster writes nothing.
+ *
+ * In leased mode (guid.node_id = -1, guid.zookeeper set) the worker runs
+ * LeaseWorkerLoop() instead (coordinator/zk_lease.c), which keeps the
+ * reservation in ZooKeeper by the same rule.
  *
  * The loop follows contrib/pg_prewarm's autoprewarm: PostgreSQL's own
  * signal handlers, WaitLatch with WL_EXIT_ON_PM_DEATH, a memory context

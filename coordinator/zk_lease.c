@@ -840,8 +840,8 @@ lease_acquire(char *err, size_t errlen)
 
 	/* Reserve ahead before anything is issued. */
 	floor_ms = hwm_value;
-	target = Min(Max(Max(hwm_value, GuidStateMs(pg_atomic_read_u64(&GuidState->state))),
-					 GuidWallClockMs()) + GUID_RESERVE_WINDOW_MS, GUID_MAX_MS);
+	target = Max(Min(hwm_value + GUID_RESERVE_WINDOW_MS, GUID_MAX_MS),
+				 GuidReservationTarget());
 	rc = lease_write_hwm(target, err, errlen);
 	if (rc != 1)
 	{

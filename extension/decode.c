@@ -69,17 +69,14 @@ guid_from_parts(PG_FUNCTION_ARGS)
 	TimestampTz ts = PG_GETARG_TIMESTAMPTZ(0);
 	int32		node = PG_GETARG_INT32(1);
 	int32		sequence = PG_GETARG_INT32(2);
-	int64		rel;
-	int64		ms;
+	int64		ms = -1;
 
-	if (TIMESTAMP_NOT_FINITE(ts))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range for type %s", "guid"),
-				 errdetail("A guid holds a time from 2025-01-01 00:00:00 UTC to 2094-09-07 15:47:35.551 UTC.")));
+	if (!TIMESTAMP_NOT_FINITE(ts))
+	{
+		int64		rel = ts - GUID_EPOCH_PG_USEC;
 
-	rel = ts - GUID_EPOCH_PG_USEC;
-	ms = rel >= 0 ? rel / 1000 : -((-rel + 999) / 1000);
+		ms = rel >= 0 ? rel / 1000 : -((-rel + 999) / 1000);
+	}
 	if (ms < 0 || ms > GUID_MAX_MS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),

@@ -23,14 +23,14 @@
 #include "guid.h"
 
 /*
- * GuidParse: parse the text form of a guid.
+ * guid_parse: parse the text form of a guid.
  *
  * Raises ERRCODE_INVALID_TEXT_REPRESENTATION for anything but optional
  * whitespace around one or more decimal digits, and
  * ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE above 2^63-1.
  */
-guid
-GuidParse(const char *str)
+static guid
+guid_parse(const char *str)
 {
 	const char *p = str;
 	int64		value = 0;
@@ -72,7 +72,7 @@ PG_FUNCTION_INFO_V1(guid_in);
 Datum
 guid_in(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_GUID(GuidParse(PG_GETARG_CSTRING(0)));
+	PG_RETURN_GUID(guid_parse(PG_GETARG_CSTRING(0)));
 }
 
 PG_FUNCTION_INFO_V1(guid_out);

@@ -52,12 +52,12 @@ IdempotentInit(void)
 }
 
 /*
- * GuidCheckService: raise an error unless service is a valid service name:
+ * idem_check_service: raise an error unless service is a valid service name:
  * 1 to 50 characters, no control characters, no ':' (it separates the
  * parts of the Redis key).
  */
-void
-GuidCheckService(const char *service)
+static void
+idem_check_service(const char *service)
 {
 	const unsigned char *p;
 	int			chars = pg_mbstrlen(service);
@@ -120,7 +120,7 @@ idem_settle(const char *service, int n, const char **keys)
 	char		err[256];
 	int			i;
 
-	GuidCheckService(service);
+	idem_check_service(service);
 	for (i = 0; i < n; i++)
 	{
 		idem_check_key(keys[i]);
@@ -219,7 +219,7 @@ guid_next_idempotent_batch(PG_FUNCTION_ARGS)
 
 	if (n == 0)
 	{
-		GuidCheckService(service);
+		idem_check_service(service);
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(elemtype));
 	}
 	ids = idem_settle(service, n, keys);

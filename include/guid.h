@@ -271,9 +271,6 @@ extern void GuidFence(GuidMode mode);
 extern uint64 GuidMonotonicNs(void);
 extern bool GuidLeaseMode(void);
 
-/* extension/guid_type.c */
-extern guid GuidParse(const char *str);
-
 /* coordinator/worker.c */
 extern void WorkerInit(void);
 extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
@@ -281,7 +278,6 @@ extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
 /* extension/idempotent.c */
 extern int	guid_idempotency_ttl;
 extern void IdempotentInit(void);
-extern void GuidCheckService(const char *service);
 
 /* coordinator/redis_idem.c */
 extern char *guid_redis;
