@@ -7,7 +7,7 @@
 #   make services-up/-down      start/stop ZooKeeper and Redis on loopback
 
 EXTENSION = guid
-EXTVERSION = 1.2
+EXTVERSION = 1.3
 
 MODULE_big = guid
 OBJS = \
@@ -18,7 +18,9 @@ OBJS = \
 	extension/generator.o \
 	extension/status.o \
 	extension/idempotent.o \
+	extension/audit.o \
 	coordinator/worker.o \
+	coordinator/decoder.o \
 	coordinator/zk_lease.o \
 	coordinator/redis_idem.o
 

@@ -21,6 +21,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -31,7 +32,6 @@
 
 #include "guid.h"
 
-#define SERVICE_MAX_CHARS		50
 #define KEY_MAX_BYTES			255
 
 int			guid_idempotency_ttl = 86400;
@@ -49,30 +49,6 @@ IdempotentInit(void)
 							86400, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
-}
-
-/*
- * idem_check_service: raise an error unless service is a valid service name:
- * 1 to 50 characters, no control characters, no ':' (it separates the
- * parts of the Redis key).
- */
-static void
-idem_check_service(const char *service)
-{
-	const unsigned char *p;
-	int			chars = pg_mbstrlen(service);
-
-	if (chars == 0 || chars > SERVICE_MAX_CHARS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid service name \"%s\"", service),
-				 errdetail("A service name has 1 to %d characters.", SERVICE_MAX_CHARS)));
-	for (p = (const unsigned char *) service; *p; p++)
-		if (*p < 0x20 || *p == 0x7f || *p == ':')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid service name \"%s\"", service),
-					 errdetail("A service name may not contain control characters or \":\".")));
 }
 
 static void
@@ -109,23 +85,34 @@ idem_parse(const char *s, guid *out)
 /*
  * Issue fresh guids for n keys of one service and settle each with Redis.
  * Returns the guids to use, in order.
+ *
+ * When guid.audit exists (version 1.3 on), each guid settled on that this
+ * node issued gets its audit row, once: the winner writes it, and a retry
+ * after the winner's transaction rolled back writes it then (ON CONFLICT DO
+ * NOTHING waits for a winner still in flight).  A guid issued by another
+ * cluster is that cluster's to record.  guid_type is the OID of type guid.
  */
 static guid *
-idem_settle(const char *service, int n, const char **keys)
+idem_settle(Oid guid_type, const char *service, int n, const char **keys)
 {
 	const char **rkeys = palloc(sizeof(char *) * n);
 	const char **values = palloc(sizeof(char *) * n);
 	char	  **existing = palloc0(sizeof(char *) * n);
 	guid	   *ids = palloc(sizeof(guid) * n);
+	guid	   *audited = palloc(sizeof(guid) * n);
+	int			naudited = 0;
+	int32		our_node = -1;
+	Oid			audit_schema;
 	char		err[256];
 	int			i;
 
-	idem_check_service(service);
+	GuidCheckService(service);
 	for (i = 0; i < n; i++)
 	{
 		idem_check_key(keys[i]);
 		rkeys[i] = psprintf("guid:idem:%s:%s:%s", GuidNamespace(), service, keys[i]);
 		ids[i] = GuidNext();
+		our_node = GuidNode(ids[i]);
 		values[i] = psprintf(INT64_FORMAT, (int64) ids[i]);
 	}
 
@@ -144,6 +131,15 @@ idem_settle(const char *service, int n, const char **keys)
 					 errmsg("Redis key \"%s\" does not hold a guid", rkeys[i]),
 					 errdetail("It holds \"%s\".", existing[i]),
 					 errhint("Delete the key in Redis; guid keeps only guids under guid:idem:.")));
+
+	audit_schema = get_namespace_oid("guid", true);
+	if (OidIsValid(audit_schema) && OidIsValid(get_relname_relid("audit", audit_schema)))
+	{
+		for (i = 0; i < n; i++)
+			if (existing[i] == NULL || GuidNode(ids[i]) == our_node)
+				audited[naudited++] = ids[i];
+		GuidAuditWrite(guid_type, audited, naudited, service, true);
+	}
 	return ids;
 }
 
@@ -168,7 +164,7 @@ guid_next_idempotent(PG_FUNCTION_ARGS)
 	const char *service = idem_text_arg(fcinfo, 0, "service");
 	const char *key = idem_text_arg(fcinfo, 1, "idempotency key");
 
-	PG_RETURN_GUID(idem_settle(service, 1, &key)[0]);
+	PG_RETURN_GUID(idem_settle(get_func_rettype(fcinfo->flinfo->fn_oid), service, 1, &key)[0]);
 }
 
 /*
@@ -219,10 +215,10 @@ guid_next_idempotent_batch(PG_FUNCTION_ARGS)
 
 	if (n == 0)
 	{
-		idem_check_service(service);
+		GuidCheckService(service);
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(elemtype));
 	}
-	ids = idem_settle(service, n, keys);
+	ids = idem_settle(elemtype, service, n, keys);
 
 	out = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)

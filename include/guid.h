@@ -275,6 +275,11 @@ extern bool GuidLeaseMode(void);
 extern void WorkerInit(void);
 extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
 
+/* extension/audit.c */
+extern void GuidCheckService(const char *service);
+extern void GuidAuditWrite(Oid guid_type, const guid *ids, int n,
+						   const char *service, bool if_absent);
+
 /* extension/idempotent.c */
 extern int	guid_idempotency_ttl;
 extern void IdempotentInit(void);
