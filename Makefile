@@ -21,13 +21,15 @@ OBJS = \
 	extension/audit.o \
 	coordinator/worker.o \
 	coordinator/decoder.o \
+	coordinator/publisher.o \
+	coordinator/kafka_sink.o \
 	coordinator/zk_lease.o \
 	coordinator/redis_idem.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
-PG_CPPFLAGS = -I$(srcdir)/include
-SHLIB_LINK = -lzookeeper_st -lhiredis
+PG_CPPFLAGS = -I$(srcdir)/include -I$(shell $(PG_CONFIG) --includedir)
+SHLIB_LINK = -lzookeeper_st -lhiredis -lrdkafka -lpq
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 PG_CONFIG ?= pg_config

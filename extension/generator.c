@@ -315,6 +315,8 @@ generator_shmem_startup(void)
 		memset(gs, 0, offsetof(GuidShared, counters));
 		gs->reserve_lock = &(GetNamedLWLockTranche("guid"))->lock;
 		SpinLockInit(&gs->mutex);
+		SpinLockInit(&gs->pub.mutex);
+		gs->pub.caught_up_at = GetCurrentTimestamp();
 		gs->nslots = generator_nslots();
 		for (i = 0; i < gs->nslots; i++)
 			pg_atomic_init_u64(&gs->counters[i].issued, 0);

@@ -31,6 +31,7 @@ _PG_init(void)
 	IdempotentInit();
 	RedisInit();
 	WorkerInit();
+	PublisherInit();
 
 	MarkGUCPrefixReserved("guid");
 }

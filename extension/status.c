@@ -14,14 +14,16 @@
 #include "access/htup_details.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "access/xlog.h"
 #include "utils/builtins.h"
+#include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
 #include "guid.h"
 
-/* 14 columns in version 1.0; 1.1 appends the lease columns.  A database
- * not yet updated gets the columns it asks for. */
-#define STATUS_COLUMNS 18
+/* 14 columns in version 1.0; 1.1 appends the lease columns, 1.3 the
+ * publisher's.  A database not yet updated gets the columns it asks for. */
+#define STATUS_COLUMNS 27
 
 static const char *
 status_mode_name(GuidMode mode, uint64 deadline)
@@ -133,6 +135,59 @@ guid_status(PG_FUNCTION_ARGS)
 			values[17] = TimestampTzGetDatum(GetCurrentTimestamp() +
 											 ((int64) deadline - (int64) now_mono) / 1000);
 			nulls[17] = false;
+		}
+	}
+
+	/* 1.3: the Kafka publisher */
+	for (i = 18; i < STATUS_COLUMNS; i++)
+		nulls[i] = true;
+	if (PublisherConfigured())
+	{
+		GuidPublisherShared *p = &gs->pub;
+		GuidPublisherShared snap;
+		XLogRecPtr	confirmed;
+		TimestampTz now = GetCurrentTimestamp();
+		bool		have_slot = GuidSlotPosition(guid_slot_name, &confirmed, NULL, 0);
+		double		lag_s = 0;
+
+		SpinLockAcquire(&p->mutex);
+		memcpy(&snap, p, sizeof(snap));
+		SpinLockRelease(&p->mutex);
+
+		values[18] = CStringGetTextDatum(snap.state[0] ? snap.state : "starting");
+		values[19] = Int64GetDatum((int64) snap.rows);
+		values[20] = Int64GetDatum((int64) snap.xacts);
+		values[21] = Int64GetDatum((int64) snap.commits);
+		nulls[18] = nulls[19] = nulls[20] = nulls[21] = false;
+		if (snap.published_lsn != InvalidXLogRecPtr)
+		{
+			values[22] = LSNGetDatum(snap.published_lsn);
+			nulls[22] = false;
+		}
+		if (have_slot)
+		{
+			XLogRecPtr	insert = GetXLogInsertRecPtr();
+
+			values[23] = Int64GetDatum(insert > confirmed ? (int64) (insert - confirmed) : 0);
+			nulls[23] = false;
+		}
+		/* seconds since the oldest row waiting was committed; when the
+		 * publisher is not streaming, since it last had nothing waiting */
+		if (snap.oldest_pending != 0)
+			lag_s = (double) (now - snap.oldest_pending) / 1000000.0;
+		else if (strcmp(snap.state, "streaming") != 0 && snap.caught_up_at != 0)
+			lag_s = (double) (now - snap.caught_up_at) / 1000000.0;
+		values[24] = Float8GetDatum(Max(lag_s, 0));
+		nulls[24] = false;
+		if (snap.commits > 0)
+		{
+			values[25] = Float8GetDatum(snap.commit_ms);
+			nulls[25] = false;
+		}
+		if (snap.error[0] != '\0')
+		{
+			values[26] = CStringGetTextDatum(snap.error);
+			nulls[26] = false;
 		}
 	}
 

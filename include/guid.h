@@ -22,6 +22,7 @@
 #ifndef GUID_H
 #define GUID_H
 
+#include "access/xlogdefs.h"
 #include "fmgr.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
@@ -174,6 +175,27 @@ typedef union GuidBackendCounter
 	char		pad[PG_CACHE_LINE_SIZE];
 } GuidBackendCounter;
 
+/*
+ * The Kafka publisher's figures for guid.status (coordinator/publisher.c).
+ * Only the publisher writes them, under pub_mutex.
+ */
+typedef struct GuidPublisherShared
+{
+	slock_t		mutex;			/* protects every field below */
+	char		state[48];		/* what it is doing; "" when not configured */
+	int			pid;			/* the publisher's pid, 0 if none */
+	uint64		rows;			/* audit rows committed to Kafka */
+	uint64		xacts;			/* PostgreSQL transactions committed to Kafka */
+	uint64		commits;		/* Kafka transactions committed */
+	XLogRecPtr	published_lsn;	/* end LSN of the last transaction in Kafka:
+								 * the checkpoint */
+	TimestampTz oldest_pending; /* commit time of the oldest transaction read
+								 * but not yet in Kafka; 0 if none */
+	TimestampTz caught_up_at;	/* last time nothing was waiting */
+	double		commit_ms;		/* duration of the last Kafka commit */
+	char		error[GUID_ERROR_LEN];	/* last error, "" once it publishes */
+} GuidPublisherShared;
+
 typedef struct GuidShared
 {
 	/*
@@ -230,6 +252,8 @@ typedef struct GuidShared
 	int64		zk_session_id;	/* current ZooKeeper session, 0 if none */
 	int			zk_timeout;		/* session timeout granted, ms */
 	char		zk_state[32];	/* ZooKeeper connection state, for status */
+
+	GuidPublisherShared pub;	/* the Kafka publisher, its own spinlock */
 
 	int			nslots;			/* size of counters[] */
 	GuidBackendCounter counters[FLEXIBLE_ARRAY_MEMBER];
@@ -291,6 +315,16 @@ extern void RedisInit(void);
 extern const char *RedisAddress(void);
 extern bool RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 						  char **existing, char *err, size_t errlen);
+
+/* coordinator/publisher.c */
+extern char *guid_kafka_brokers;
+extern char *guid_kafka_topic;
+extern char *guid_slot_name;
+extern void PublisherInit(void);
+extern bool PublisherConfigured(void);
+extern bool GuidSlotPosition(const char *name, XLogRecPtr *confirmed,
+							 char *plugin, size_t pluginlen);
+extern PGDLLEXPORT void GuidPublisherMain(Datum main_arg);
 
 /* coordinator/zk_lease.c */
 extern char *guid_zookeeper;

@@ -1,0 +1,479 @@
+/*-------------------------------------------------------------------------
+ *
+ * kafka_sink.c
+ *		The publisher's adapter to librdkafka: a transactional producer, the
+ *		topics it writes, and a read_committed read of the checkpoint.
+ *
+ * librdkafka runs threads of its own.  Nothing here runs PostgreSQL code on
+ * them: logs are routed to the main queue (log.queue, set_log_queue) and,
+ * like error_cb, served by rd_kafka_poll() on the worker's own thread, where
+ * KafkaSinkPoll() calls it.  No delivery-report callback is set: a failed
+ * message fails the transaction's commit, which is all the publisher needs.
+ *
+ * librdkafka's blocking calls do not return on signals, so every one is
+ * made with a short timeout (KAFKA_STEP_MS) in a loop that runs
+ * CHECK_FOR_INTERRUPTS(); a timeout comes back as KAFKA_RETRY and the
+ * caller repeats the call, as librdkafka asks ("retry it, never guess").
+ *
+ * Errors are classified as librdkafka says (rd_kafka_error_is_fatal,
+ * _txn_requires_abort, _is_retriable); anything else is fatal.
+ *
+ * guid.kafka_properties is a list of librdkafka settings, "name=value"
+ * separated by ';' (values may contain spaces and commas, as SASL and TLS
+ * settings do).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include "miscadmin.h"
+
+#include "kafka_sink.h"
+
+#define KAFKA_STEP_MS		100
+
+struct KafkaSink
+{
+	rd_kafka_t *rk;
+	char		last_error[256];	/* from error_cb; "" once cleared */
+};
+
+const char *
+KafkaStatusName(KafkaStatus status)
+{
+	switch (status)
+	{
+		case KAFKA_OK:
+			return "ok";
+		case KAFKA_RETRY:
+			return "retriable";
+		case KAFKA_ABORT:
+			return "abortable";
+		case KAFKA_FATAL:
+			return "fatal";
+	}
+	return "unknown";
+}
+
+/*
+ * kafka_apply_properties: set each "name=value" of a ';'-separated list on
+ * conf (or only check the syntax when conf is NULL).  Returns false and
+ * fills err on the first bad entry.
+ */
+static bool
+kafka_apply_properties(rd_kafka_conf_t *conf, const char *properties,
+					   char *err, size_t errlen)
+{
+	char	   *copy = pstrdup(properties ? properties : "");
+	char	   *item;
+	char	   *save = NULL;
+	bool		ok = true;
+
+	for (item = strtok_r(copy, ";", &save); item; item = strtok_r(NULL, ";", &save))
+	{
+		char	   *eq;
+		char	   *name = item;
+		char	   *value;
+		char	   *end;
+		char		cerr[256];
+
+		while (*name == ' ' || *name == '\t' || *name == '\n')
+			name++;
+		if (*name == '\0')
+			continue;
+		eq = strchr(name, '=');
+		if (eq == NULL || eq == name)
+		{
+			snprintf(err, errlen, "\"%s\" is not name=value", name);
+			ok = false;
+			break;
+		}
+		value = eq + 1;
+		for (end = eq; end > name && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = '\0';
+		while (*value == ' ' || *value == '\t')
+			value++;
+		for (end = value + strlen(value); end > value && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n'); end--)
+			;
+		*end = '\0';
+		if (conf && rd_kafka_conf_set(conf, name, value, cerr, sizeof(cerr)) != RD_KAFKA_CONF_OK)
+		{
+			snprintf(err, errlen, "%s", cerr);
+			ok = false;
+			break;
+		}
+	}
+	pfree(copy);
+	return ok;
+}
+
+/* KafkaPropertiesValid: true if properties parses as name=value pairs. */
+bool
+KafkaPropertiesValid(const char *properties, char *err, size_t errlen)
+{
+	return kafka_apply_properties(NULL, properties, err, errlen);
+}
+
+/* Build a configuration: brokers, the user's properties, then ours. */
+static rd_kafka_conf_t *
+kafka_conf(const char *brokers, const char *properties, char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK ||
+		!kafka_apply_properties(conf, properties, err, errlen) ||
+		rd_kafka_conf_set(conf, "log.queue", "true", err, errlen) != RD_KAFKA_CONF_OK)
+	{
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+/* Served by rd_kafka_poll() on the worker's thread (log.queue). */
+static void
+kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	ereport(level <= 4 ? LOG : DEBUG1,
+			(errmsg_internal("librdkafka %s: %s", fac, buf)));
+}
+
+/* Served by rd_kafka_poll() on the worker's thread. */
+static void
+kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	KafkaSink  *ks = opaque;
+
+	snprintf(ks->last_error, sizeof(ks->last_error), "%s: %s",
+			 rd_kafka_err2name(err), reason);
+}
+
+/*
+ * KafkaSinkCreate: a transactional producer.  Returns NULL and fills err if
+ * the configuration is refused.  It connects lazily.
+ */
+KafkaSink *
+KafkaSinkCreate(const char *brokers, const char *properties,
+				const char *transactional_id, char *err, size_t errlen)
+{
+	KafkaSink  *ks = palloc0(sizeof(KafkaSink));
+	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, err, errlen);
+
+	if (conf == NULL)
+		return NULL;
+	if (rd_kafka_conf_set(conf, "transactional.id", transactional_id, err, errlen) != RD_KAFKA_CONF_OK)
+	{
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+	rd_kafka_conf_set_opaque(conf, ks);
+
+	ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+	if (ks->rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		pfree(ks);
+		return NULL;
+	}
+	rd_kafka_set_log_queue(ks->rk, NULL);
+	return ks;
+}
+
+/* KafkaSinkDestroy: drop what is queued and stop the producer. */
+void
+KafkaSinkDestroy(KafkaSink *ks)
+{
+	if (ks == NULL)
+		return;
+	rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(ks->rk, 0);
+	rd_kafka_destroy(ks->rk);
+	pfree(ks);
+}
+
+/* KafkaSinkPoll: serve logs and error callbacks, without blocking. */
+void
+KafkaSinkPoll(KafkaSink *ks)
+{
+	rd_kafka_poll(ks->rk, 0);
+}
+
+/* The last error librdkafka reported through error_cb, or "". */
+const char *
+KafkaSinkLastError(KafkaSink *ks)
+{
+	return ks->last_error;
+}
+
+/* Classify and free an error object; fill err.  NULL is KAFKA_OK. */
+static KafkaStatus
+kafka_classify(rd_kafka_error_t *error, const char *what, char *err, size_t errlen)
+{
+	KafkaStatus status;
+
+	if (error == NULL)
+		return KAFKA_OK;
+	if (rd_kafka_error_is_fatal(error))
+		status = KAFKA_FATAL;
+	else if (rd_kafka_error_txn_requires_abort(error))
+		status = KAFKA_ABORT;
+	else if (rd_kafka_error_is_retriable(error))
+		status = KAFKA_RETRY;
+	else
+		status = KAFKA_FATAL;
+	snprintf(err, errlen, "%s: %s (%s, %s)", what, rd_kafka_error_string(error),
+			 rd_kafka_error_name(error), KafkaStatusName(status));
+	rd_kafka_error_destroy(error);
+	return status;
+}
+
+/*
+ * KafkaSinkEnsureTopic: create topic unless it exists; a compacted one has
+ * one partition (the checkpoint).  Other topics get the broker's default
+ * partition count.
+ */
+KafkaStatus
+KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic, bool compacted,
+					 int timeout_ms, char *err, size_t errlen)
+{
+	rd_kafka_NewTopic_t *nt;
+	rd_kafka_AdminOptions_t *options;
+	rd_kafka_queue_t *queue;
+	rd_kafka_event_t *ev = NULL;
+	KafkaStatus status = KAFKA_RETRY;
+	int			waited = 0;
+
+	nt = rd_kafka_NewTopic_new(topic, compacted ? 1 : -1, -1, err, errlen);
+	if (nt == NULL)
+		return KAFKA_FATAL;
+	if (compacted &&
+		rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		rd_kafka_NewTopic_destroy(nt);
+		snprintf(err, errlen, "could not set cleanup.policy of %s", topic);
+		return KAFKA_FATAL;
+	}
+	options = rd_kafka_AdminOptions_new(ks->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, NULL, 0);
+	queue = rd_kafka_queue_new(ks->rk);
+	rd_kafka_CreateTopics(ks->rk, &nt, 1, options, queue);
+
+	snprintf(err, errlen, "creating topic %s timed out", topic);
+	while (waited <= timeout_ms + KAFKA_STEP_MS)
+	{
+		CHECK_FOR_INTERRUPTS();
+		rd_kafka_poll(ks->rk, 0);
+		ev = rd_kafka_queue_poll(queue, KAFKA_STEP_MS);
+		waited += KAFKA_STEP_MS;
+		if (ev != NULL)
+			break;
+	}
+	if (ev != NULL)
+	{
+		const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+
+		if (rd_kafka_event_error(ev))
+			snprintf(err, errlen, "creating topic %s: %s", topic, rd_kafka_event_error_string(ev));
+		else if (res)
+		{
+			size_t		n;
+			const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+			rd_kafka_resp_err_t terr = n > 0 ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR_NO_ERROR;
+
+			if (terr == RD_KAFKA_RESP_ERR_NO_ERROR || terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+				status = KAFKA_OK;
+			else
+			{
+				snprintf(err, errlen, "creating topic %s: %s", topic,
+						 rd_kafka_topic_result_error_string(tr[0]));
+				status = terr == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+					terr == RD_KAFKA_RESP_ERR_INVALID_CONFIG ? KAFKA_FATAL : KAFKA_RETRY;
+			}
+		}
+		rd_kafka_event_destroy(ev);
+	}
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_AdminOptions_destroy(options);
+	rd_kafka_NewTopic_destroy(nt);
+	return status;
+}
+
+/*
+ * KafkaSinkInitTransactions: register the transactional.id, fencing any
+ * older producer with it and aborting its open transaction.  One short
+ * step; KAFKA_RETRY means call again.
+ */
+KafkaStatus
+KafkaSinkInitTransactions(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
+{
+	CHECK_FOR_INTERRUPTS();
+	rd_kafka_poll(ks->rk, 0);
+	return kafka_classify(rd_kafka_init_transactions(ks->rk, timeout_ms),
+						  "init_transactions", err, errlen);
+}
+
+KafkaStatus
+KafkaSinkBegin(KafkaSink *ks, char *err, size_t errlen)
+{
+	return kafka_classify(rd_kafka_begin_transaction(ks->rk),
+						  "begin_transaction", err, errlen);
+}
+
+/*
+ * KafkaSinkProduce: queue one message in the open transaction, with the
+ * LSN as header "lsn" when given.  partition RD_KAFKA_PARTITION_UA lets the
+ * key choose.  KAFKA_RETRY means the local queue is full: poll and call
+ * again.
+ */
+KafkaStatus
+KafkaSinkProduce(KafkaSink *ks, const char *topic, int32 partition,
+				 const char *key, size_t keylen,
+				 const char *value, size_t len, const char *lsn,
+				 char *err, size_t errlen)
+{
+	rd_kafka_resp_err_t rerr;
+	char		fatal[256];
+
+	if (lsn)
+		rerr = rd_kafka_producev(ks->rk,
+								 RD_KAFKA_V_TOPIC(topic),
+								 RD_KAFKA_V_PARTITION(partition),
+								 RD_KAFKA_V_KEY(key, keylen),
+								 RD_KAFKA_V_VALUE((void *) value, len),
+								 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								 RD_KAFKA_V_HEADER("lsn", lsn, strlen(lsn)),
+								 RD_KAFKA_V_END);
+	else
+		rerr = rd_kafka_producev(ks->rk,
+								 RD_KAFKA_V_TOPIC(topic),
+								 RD_KAFKA_V_PARTITION(partition),
+								 RD_KAFKA_V_KEY(key, keylen),
+								 RD_KAFKA_V_VALUE((void *) value, len),
+								 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								 RD_KAFKA_V_END);
+	if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return KAFKA_OK;
+	if (rerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+	{
+		snprintf(err, errlen, "produce: local queue full");
+		return KAFKA_RETRY;
+	}
+	if (rerr == RD_KAFKA_RESP_ERR__FATAL)
+	{
+		rd_kafka_fatal_error(ks->rk, fatal, sizeof(fatal));
+		snprintf(err, errlen, "produce: %s (fatal)", fatal);
+		return KAFKA_FATAL;
+	}
+	snprintf(err, errlen, "produce: %s (%s, abortable)", rd_kafka_err2str(rerr), rd_kafka_err2name(rerr));
+	return KAFKA_ABORT;
+}
+
+/*
+ * KafkaSinkCommit: flush and commit the open transaction.  One short step:
+ * KAFKA_RETRY means the outcome is not known yet, call again.
+ */
+KafkaStatus
+KafkaSinkCommit(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
+{
+	CHECK_FOR_INTERRUPTS();
+	return kafka_classify(rd_kafka_commit_transaction(ks->rk, timeout_ms),
+						  "commit_transaction", err, errlen);
+}
+
+/* KafkaSinkAbort: abort the open transaction; one short step, as commit. */
+KafkaStatus
+KafkaSinkAbort(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
+{
+	CHECK_FOR_INTERRUPTS();
+	return kafka_classify(rd_kafka_abort_transaction(ks->rk, timeout_ms),
+						  "abort_transaction", err, errlen);
+}
+
+/*
+ * KafkaSinkReadCheckpoint: the last committed value of key in partition 0
+ * of topic, read from the beginning with isolation.level=read_committed up
+ * to the end.  *found tells whether there was one.  KAFKA_RETRY if the end
+ * was not reached in timeout_ms.
+ */
+KafkaStatus
+KafkaSinkReadCheckpoint(const char *brokers, const char *properties,
+						const char *topic, const char *key,
+						char *value, size_t valuelen, bool *found,
+						int timeout_ms, char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, err, errlen);
+	rd_kafka_t *rk;
+	rd_kafka_topic_partition_list_t *parts;
+	KafkaStatus status = KAFKA_RETRY;
+	int			waited = 0;
+	size_t		keylen = strlen(key);
+
+	*found = false;
+	if (conf == NULL)
+		return KAFKA_FATAL;
+	if (rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, errlen) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "group.id", "guid-checkpoint-reader", err, errlen) != RD_KAFKA_CONF_OK)
+	{
+		rd_kafka_conf_destroy(conf);
+		return KAFKA_FATAL;
+	}
+	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		return KAFKA_FATAL;
+	}
+	rd_kafka_set_log_queue(rk, NULL);
+	rd_kafka_poll_set_consumer(rk);
+	parts = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(parts, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_assign(rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+
+	snprintf(err, errlen, "reading checkpoint topic %s timed out", topic);
+	while (waited < timeout_ms)
+	{
+		rd_kafka_message_t *m;
+
+		CHECK_FOR_INTERRUPTS();
+		m = rd_kafka_consumer_poll(rk, KAFKA_STEP_MS);
+		if (m == NULL)
+		{
+			waited += KAFKA_STEP_MS;
+			continue;
+		}
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		{
+			rd_kafka_message_destroy(m);
+			status = KAFKA_OK;
+			break;
+		}
+		if (m->err)
+		{
+			snprintf(err, errlen, "reading checkpoint topic %s: %s", topic, rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			waited += KAFKA_STEP_MS;
+			continue;
+		}
+		if (m->key_len == keylen && memcmp(m->key, key, keylen) == 0)
+		{
+			size_t		n = Min(m->len, valuelen - 1);
+
+			memcpy(value, m->payload, n);
+			value[n] = '\0';
+			*found = m->len > 0;	/* an empty value would be a tombstone */
+		}
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	return status;
+}

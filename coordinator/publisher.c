@@ -1,0 +1,1102 @@
+/*-------------------------------------------------------------------------
+ *
+ * publisher.c
+ *		The guid publisher: a background worker that streams committed
+ *		guid.audit rows from a logical replication slot into Kafka, exactly
+ *		once.
+ *
+ * The cycle
+ * ---------
+ * The worker opens a replication connection to its own server (libpq,
+ * replication=database, as PostgreSQL's apply worker does) and runs
+ * START_REPLICATION on the slot guid.slot_name with the "guid" output plugin
+ * (coordinator/decoder.c), which sends only committed transactions that
+ * inserted audit rows, each whole: 'B', one 'I' per row, 'C' with the end
+ * LSN of the commit record.
+ *
+ * Rows go into an open Kafka transaction as they arrive.  When the stream
+ * has nothing more for the moment and no PostgreSQL transaction is half
+ * read (or the batch is large), the worker adds a checkpoint record (key
+ * the transactional.id, value the end LSN of the last PostgreSQL
+ * transaction in the batch) to the compacted topic <guid.kafka_topic>_
+ * checkpoints, partition 0, and commits the Kafka transaction.  Many
+ * PostgreSQL transactions may share one Kafka transaction; one PostgreSQL
+ * transaction never spans two.  Only then is the slot confirmed up to that
+ * LSN (a standby status update).
+ *
+ * Why it is exactly once
+ * ----------------------
+ * The rows and the checkpoint commit atomically, and consumers read with
+ * isolation.level=read_committed.  The slot is only ever confirmed to a
+ * position already committed to the checkpoint, so the checkpoint is never
+ * behind the slot.  A new session (after any failure, or a restart) creates
+ * a fresh producer, whose init_transactions fences any older producer with
+ * the same transactional.id and aborts its open transaction, reads the
+ * checkpoint back with read_committed, and restarts replication there:
+ * transactions whose end LSN is at or below the checkpoint (the slot may
+ * replay them after a crash, its position is persisted at checkpoints) are
+ * skipped.  A slot found *ahead* of the checkpoint means rows may be missing
+ * from Kafka: the publisher stops and says so (state "gap"), it never skips.
+ *
+ * The transactional.id and the checkpoint key are
+ * guid-<guid.namespace>-<system identifier>-<slot>: stable across restarts
+ * and node id leases, and shared by a physical copy of the cluster, which is
+ * what a zombie publisher is.
+ *
+ * Idle WAL
+ * --------
+ * Transactions without audit rows produce nothing, but the walsender's
+ * keepalives carry its position; everything before it has been sent.  When
+ * nothing is pending the worker commits a checkpoint-only Kafka transaction
+ * at that position (at most every PUB_IDLE_CONFIRM_MS) and confirms it, so an
+ * idle or audit-free database does not pin WAL.  With Kafka down nothing is
+ * confirmed: WAL is retained, guid.status shows the lag, and a warning is
+ * logged every minute.
+ *
+ * Rules
+ * -----
+ * librdkafka's threads never run PostgreSQL code (coordinator/kafka_sink.c).
+ * Every wait is a latch wait or a short librdkafka step followed by
+ * CHECK_FOR_INTERRUPTS(); while Kafka is slow the worker still sends status
+ * updates so the walsender does not time it out.  Errors never raise: they
+ * end the session, are logged once and shown in guid.status, and a new
+ * session starts after a backoff (no crash loop).  The producer is created
+ * here, never in the postmaster.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <libpq-fe.h>
+
+#include "access/xlog.h"
+#include "access/xlogdefs.h"
+#include "libpq/pqsignal.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "guid.h"
+#include "kafka_sink.h"
+
+/* A Kafka transaction is committed at the first PostgreSQL transaction
+ * boundary after this many rows, even while more are arriving. */
+#define PUB_BATCH_ROWS			20000
+/* librdkafka steps, ms */
+#define PUB_STEP_MS				200
+/* Confirm idle WAL at most this often, ms */
+#define PUB_IDLE_CONFIRM_MS		10000
+/* Standby status updates at least this often, ms */
+#define PUB_STATUS_MS			1000
+/* Backoff between sessions, ms */
+#define PUB_BACKOFF_MIN_MS		500
+#define PUB_BACKOFF_MAX_MS		10000
+/* Repeat an unchanged error or the retained-WAL warning this often, ms */
+#define PUB_WARN_MS				60000
+
+#define PUB_CHECKPOINT_INIT		"init"
+
+char	   *guid_kafka_brokers = NULL;
+char	   *guid_kafka_topic = NULL;
+char	   *guid_kafka_properties = NULL;
+char	   *guid_slot_name = NULL;
+char	   *guid_database = NULL;
+char	   *guid_publisher_conninfo = NULL;
+static char *guid_publisher_test_pause = NULL;
+
+typedef struct PubSession
+{
+	KafkaSink  *ks;
+	PGconn	   *conn;
+	bool		copying;		/* START_REPLICATION is running on conn */
+	char		tid[NAMEDATALEN * 3];	/* transactional.id = checkpoint key */
+	char		ckpt_topic[NAMEDATALEN * 2];
+	XLogRecPtr	checkpoint;		/* last end LSN committed to Kafka */
+	XLogRecPtr	confirmed;		/* last LSN sent as flushed */
+	XLogRecPtr	server_end;		/* walsender position from keepalives */
+	bool		in_xact;		/* between 'B' and 'C' */
+	XLogRecPtr	xact_end;		/* end LSN of that transaction */
+	bool		skipping;		/* that transaction is already in Kafka */
+	bool		kafka_open;		/* a Kafka transaction is open */
+	XLogRecPtr	pending_end;	/* end LSN of the last whole transaction in
+								 * the open Kafka transaction */
+	uint64		batch_rows;
+	uint64		batch_xacts;
+	TimestampTz last_status;
+	TimestampTz last_idle_confirm;
+	bool		reply_wanted;
+} PubSession;
+
+/* What was last logged, to log a repeated error once a minute only. */
+static char pub_logged[GUID_ERROR_LEN];
+static TimestampTz pub_logged_at = 0;
+static TimestampTz pub_warned_lag_at = 0;
+
+static bool
+pub_check_properties(char **newval, void **extra, GucSource source)
+{
+	char		err[256];
+
+	if (!KafkaPropertiesValid(*newval, err, sizeof(err)))
+	{
+		GUC_check_errdetail("%s. Write librdkafka settings as name=value, separated by \";\".", err);
+		return false;
+	}
+	return true;
+}
+
+static bool
+pub_check_slot_name(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (**newval == '\0' || strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("A replication slot name has 1 to %d characters.", NAMEDATALEN - 1);
+		return false;
+	}
+	for (p = *newval; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+		{
+			GUC_check_errdetail("Replication slot names may only contain lower case letters, numbers, and the underscore character.");
+			return false;
+		}
+	return true;
+}
+
+/*
+ * PublisherInit: the publisher's settings; register the worker when
+ * guid.kafka_brokers is set.
+ */
+void
+PublisherInit(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomStringVariable("guid.kafka_brokers",
+							   gettext_noop("Kafka bootstrap servers (host:port,...) the audit stream is published to; empty disables the publisher."),
+							   NULL, &guid_kafka_brokers, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.kafka_topic",
+							   gettext_noop("Kafka topic of the audit stream; checkpoints go to <topic>_checkpoints."),
+							   NULL, &guid_kafka_topic, "guid_assignments",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.kafka_properties",
+							   gettext_noop("Extra librdkafka settings for the publisher, name=value separated by \";\" (SASL, TLS, ...)."),
+							   NULL, &guid_kafka_properties, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, pub_check_properties, NULL, NULL);
+	DefineCustomStringVariable("guid.slot_name",
+							   gettext_noop("Logical replication slot the publisher reads guid.audit from."),
+							   NULL, &guid_slot_name, "guid_audit",
+							   PGC_POSTMASTER, 0, pub_check_slot_name, NULL, NULL);
+	DefineCustomStringVariable("guid.database",
+							   gettext_noop("Database whose guid.audit the publisher streams."),
+							   NULL, &guid_database, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.publisher_conninfo",
+							   gettext_noop("Extra libpq settings for the publisher's replication connection to this server (user, password, ...)."),
+							   NULL, &guid_publisher_conninfo, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.publisher_test_pause",
+							   gettext_noop("For fault tests only: the publisher waits at this step (before_produce, before_commit, before_confirm)."),
+							   NULL, &guid_publisher_test_pause, "",
+							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress ||
+		guid_kafka_brokers == NULL || guid_kafka_brokers[0] == '\0')
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, "guid", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "GuidPublisherMain", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "guid publisher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "guid publisher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* PublisherConfigured: true when guid.kafka_brokers is set. */
+bool
+PublisherConfigured(void)
+{
+	return guid_kafka_brokers != NULL && guid_kafka_brokers[0] != '\0';
+}
+
+/*
+ * GuidSlotPosition: the confirmed_flush LSN of replication slot name, and
+ * its plugin.  Returns false if there is no such slot.
+ */
+bool
+GuidSlotPosition(const char *name, XLogRecPtr *confirmed, char *plugin, size_t pluginlen)
+{
+	bool		found = false;
+	int			i;
+
+	if (ReplicationSlotCtl == NULL)
+		return false;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (i = 0; i < max_replication_slots; i++)
+	{
+		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+
+		if (!s->in_use || strcmp(NameStr(s->data.name), name) != 0)
+			continue;
+		SpinLockAcquire(&s->mutex);
+		*confirmed = s->data.confirmed_flush;
+		if (plugin)
+			strlcpy(plugin, NameStr(s->data.plugin), pluginlen);
+		SpinLockRelease(&s->mutex);
+		found = true;
+		break;
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return found;
+}
+
+/* ----------
+ * Status
+ * ----------
+ */
+static void
+pub_set_state(const char *state)
+{
+	GuidPublisherShared *p = &GuidState->pub;
+
+	SpinLockAcquire(&p->mutex);
+	strlcpy(p->state, state, sizeof(p->state));
+	SpinLockRelease(&p->mutex);
+}
+
+/* pub_fail: record an error for guid.status and log it (an unchanged one
+ * at most once a minute). */
+static void
+pub_fail(int elevel, const char *fmt,...)
+{
+	GuidPublisherShared *p = &GuidState->pub;
+	char		msg[GUID_ERROR_LEN];
+	va_list		ap;
+	TimestampTz now = GetCurrentTimestamp();
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	SpinLockAcquire(&p->mutex);
+	strlcpy(p->error, msg, sizeof(p->error));
+	SpinLockRelease(&p->mutex);
+
+	if (strcmp(msg, pub_logged) != 0 ||
+		TimestampDifferenceExceeds(pub_logged_at, now, PUB_WARN_MS))
+	{
+		ereport(elevel,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("guid publisher: %s", msg)));
+		strlcpy(pub_logged, msg, sizeof(pub_logged));
+		pub_logged_at = now;
+	}
+}
+
+static void
+pub_clear_error(void)
+{
+	GuidPublisherShared *p = &GuidState->pub;
+
+	SpinLockAcquire(&p->mutex);
+	p->error[0] = '\0';
+	SpinLockRelease(&p->mutex);
+	pub_logged[0] = '\0';
+}
+
+/* While nothing can be published, warn once a minute about retained WAL. */
+static void
+pub_warn_lag(PubSession *s)
+{
+	XLogRecPtr	confirmed;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(pub_warned_lag_at, now, PUB_WARN_MS))
+		return;
+	if (pub_warned_lag_at == 0)
+	{
+		pub_warned_lag_at = now;	/* not in the first minute */
+		return;
+	}
+	pub_warned_lag_at = now;
+	if (GuidSlotPosition(guid_slot_name, &confirmed, NULL, 0))
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("guid publisher cannot publish: replication slot \"%s\" retains %llu bytes of WAL",
+						guid_slot_name,
+						(unsigned long long) (GetXLogInsertRecPtr() - confirmed)),
+				 errhint("Check that Kafka is reachable at guid.kafka_brokers (\"%s\"); see guid.status.",
+						 guid_kafka_brokers)));
+}
+
+/* ----------
+ * Waiting
+ * ----------
+ */
+static void
+pub_process_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/* Sleep up to ms on the latch (and the connection's socket, if any). */
+static void
+pub_wait(PubSession *s, long ms)
+{
+	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+	pgsocket	sock = PGINVALID_SOCKET;
+
+	if (s && s->conn && PQsocket(s->conn) >= 0)
+	{
+		events |= WL_SOCKET_READABLE;
+		sock = PQsocket(s->conn);
+	}
+	(void) WaitLatchOrSocket(MyLatch, events, sock, ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	pub_process_interrupts();
+}
+
+/* ----------
+ * The replication connection
+ * ----------
+ */
+
+/* Send a standby status update: everything up to s->checkpoint is done. */
+static bool
+pub_send_status(PubSession *s, bool force)
+{
+	char		buf[1 + 8 * 4 + 1];
+	char	   *p = buf;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		v;
+	int			i;
+
+	if (s->conn == NULL || !s->copying)
+		return true;
+	if (!force && !s->reply_wanted && s->confirmed == s->checkpoint &&
+		!TimestampDifferenceExceeds(s->last_status, now, PUB_STATUS_MS))
+		return true;
+
+	*p++ = 'r';
+	for (i = 0; i < 4; i++)
+	{
+		v = i < 3 ? (uint64) s->checkpoint : (uint64) now;
+		v = pg_hton64(v);
+		memcpy(p, &v, 8);
+		p += 8;
+	}
+	*p++ = 0;
+	if (PQputCopyData(s->conn, buf, p - buf) <= 0 || PQflush(s->conn) < 0)
+	{
+		pub_fail(LOG, "replication connection: %s", PQerrorMessage(s->conn));
+		return false;
+	}
+	s->confirmed = s->checkpoint;
+	s->last_status = now;
+	s->reply_wanted = false;
+	return true;
+}
+
+/* Wait for the result of a command sent with PQsendQuery.  NULL on a lost
+ * connection. */
+static PGresult *
+pub_result(PubSession *s)
+{
+	while (PQisBusy(s->conn))
+	{
+		pub_wait(s, 1000);
+		if (!PQconsumeInput(s->conn))
+			return NULL;
+	}
+	return PQgetResult(s->conn);
+}
+
+/* Run a replication command; returns its result (caller clears) or NULL
+ * after reporting the error. */
+static PGresult *
+pub_exec(PubSession *s, const char *command, ExecStatusType expect)
+{
+	PGresult   *res;
+	PGresult   *extra;
+
+	if (!PQsendQuery(s->conn, command))
+	{
+		pub_fail(LOG, "could not send \"%s\": %s", command, PQerrorMessage(s->conn));
+		return NULL;
+	}
+	res = pub_result(s);
+	if (res == NULL || PQresultStatus(res) != expect)
+	{
+		pub_fail(LOG, "\"%s\" failed: %s", command,
+				 res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
+		PQclear(res);
+		while ((extra = PQgetResult(s->conn)) != NULL)
+			PQclear(extra);
+		return NULL;
+	}
+	if (expect != PGRES_COPY_BOTH)
+		while ((extra = pub_result(s)) != NULL)
+			PQclear(extra);
+	return res;
+}
+
+/* Connect to this server for replication, without blocking the latch. */
+static bool
+pub_connect(PubSession *s)
+{
+	char	   *socket_dir = NULL;
+	char	   *conninfo;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	if (Unix_socket_directories && Unix_socket_directories[0] != '\0')
+	{
+		char	   *comma;
+
+		socket_dir = pstrdup(Unix_socket_directories);
+		comma = strchr(socket_dir, ',');
+		if (comma)
+			*comma = '\0';
+	}
+	conninfo = psprintf("host='%s' port=%d dbname='%s' replication=database "
+						"application_name='guid publisher' connect_timeout=10 %s",
+						socket_dir ? socket_dir : "localhost", PostPortNumber,
+						guid_database, guid_publisher_conninfo);
+	s->conn = PQconnectStart(conninfo);
+	pfree(conninfo);
+	if (s->conn == NULL)
+	{
+		pub_fail(LOG, "out of memory connecting to this server");
+		return false;
+	}
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED)
+	{
+		int			events = st == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
+
+		if (PQstatus(s->conn) == CONNECTION_BAD)
+			break;
+		(void) WaitLatchOrSocket(MyLatch, events | WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 PQsocket(s->conn), 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		pub_process_interrupts();
+		st = PQconnectPoll(s->conn);
+	}
+	if (PQstatus(s->conn) != CONNECTION_OK)
+	{
+		pub_fail(LOG, "replication connection to database \"%s\" failed: %s",
+				 guid_database, PQerrorMessage(s->conn));
+		return false;
+	}
+	return true;
+}
+
+/* ----------
+ * Kafka steps
+ * ----------
+ */
+
+/*
+ * pub_retry: repeat a librdkafka step while it is retriable, keeping the
+ * replication connection alive.  Returns the final status.
+ */
+typedef KafkaStatus (*PubStep) (PubSession *s, char *err, size_t errlen);
+
+static KafkaStatus
+pub_retry(PubSession *s, PubStep step, const char *what)
+{
+	char		err[GUID_ERROR_LEN];
+	KafkaStatus st;
+
+	for (;;)
+	{
+		st = step(s, err, sizeof(err));
+		if (st != KAFKA_RETRY)
+			break;
+		KafkaSinkPoll(s->ks);
+		if (KafkaSinkLastError(s->ks)[0] != '\0')
+			pub_fail(LOG, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers,
+					 KafkaSinkLastError(s->ks));
+		else
+			pub_fail(DEBUG1, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers, err);
+		pub_warn_lag(s);
+		if (!pub_send_status(s, false))
+			return KAFKA_FATAL;
+		pub_process_interrupts();
+	}
+	if (st != KAFKA_OK)
+		pub_fail(LOG, "%s", err);
+	return st;
+}
+
+static KafkaStatus
+pub_step_init(PubSession *s, char *err, size_t errlen)
+{
+	return KafkaSinkInitTransactions(s->ks, PUB_STEP_MS * 5, err, errlen);
+}
+
+static KafkaStatus
+pub_step_commit(PubSession *s, char *err, size_t errlen)
+{
+	return KafkaSinkCommit(s->ks, PUB_STEP_MS, err, errlen);
+}
+
+static KafkaStatus
+pub_step_topics(PubSession *s, char *err, size_t errlen)
+{
+	KafkaStatus st = KafkaSinkEnsureTopic(s->ks, guid_kafka_topic, false, 5000, err, errlen);
+
+	if (st == KAFKA_OK)
+		st = KafkaSinkEnsureTopic(s->ks, s->ckpt_topic, true, 5000, err, errlen);
+	return st;
+}
+
+/* Produce one message, waiting while librdkafka's queue is full. */
+static bool
+pub_produce(PubSession *s, const char *topic, int32 partition,
+			const char *key, size_t keylen, const char *value, size_t len,
+			const char *lsn)
+{
+	char		err[GUID_ERROR_LEN];
+	KafkaStatus st;
+
+	while ((st = KafkaSinkProduce(s->ks, topic, partition, key, keylen, value, len,
+								  lsn, err, sizeof(err))) == KAFKA_RETRY)
+	{
+		KafkaSinkPoll(s->ks);
+		pub_wait(NULL, 10);
+		if (!pub_send_status(s, false))
+			return false;
+	}
+	if (st != KAFKA_OK)
+	{
+		pub_fail(LOG, "%s", err);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * pub_pause: for fault tests, wait here while guid.publisher_test_pause
+ * names this step.
+ */
+static void
+pub_pause(PubSession *s, const char *step)
+{
+	char		state[48];
+
+	if (guid_publisher_test_pause == NULL || strcmp(guid_publisher_test_pause, step) != 0)
+		return;
+	snprintf(state, sizeof(state), "paused %s", step);
+	pub_set_state(state);
+	ereport(LOG, (errmsg_internal("guid publisher: paused %s", step)));
+	while (strcmp(guid_publisher_test_pause, step) == 0)
+	{
+		(void) pub_send_status(s, false);
+		pub_wait(NULL, 100);
+	}
+	pub_set_state("streaming");
+}
+
+/*
+ * pub_commit: put the checkpoint end_lsn in the open Kafka transaction,
+ * commit it, then confirm end_lsn to the slot.  Returns false after
+ * reporting a failure (the session must end).
+ */
+static bool
+pub_commit(PubSession *s, XLogRecPtr end_lsn)
+{
+	GuidPublisherShared *p = &GuidState->pub;
+	char		lsn[32];
+	TimestampTz start;
+	TimestampTz now;
+	double		ms;
+
+	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(end_lsn));
+	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid), lsn, strlen(lsn), NULL))
+		return false;
+
+	pub_pause(s, "before_commit");
+	start = GetCurrentTimestamp();
+	if (pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
+		return false;
+	now = GetCurrentTimestamp();
+	ms = (double) (now - start) / 1000.0;
+
+	s->kafka_open = false;
+	s->checkpoint = end_lsn;
+	SpinLockAcquire(&p->mutex);
+	p->rows += s->batch_rows;
+	p->xacts += s->batch_xacts;
+	p->commits++;
+	p->published_lsn = end_lsn;
+	p->oldest_pending = 0;
+	p->caught_up_at = now;
+	p->commit_ms = ms;
+	SpinLockRelease(&p->mutex);
+	s->batch_rows = s->batch_xacts = 0;
+	pub_clear_error();
+
+	pub_pause(s, "before_confirm");
+	return pub_send_status(s, true);
+}
+
+/* A Kafka transaction holding only a checkpoint: confirm idle WAL. */
+static bool
+pub_confirm_idle(PubSession *s, XLogRecPtr end_lsn)
+{
+	char		err[GUID_ERROR_LEN];
+
+	if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
+	{
+		pub_fail(LOG, "%s", err);
+		return false;
+	}
+	s->kafka_open = true;
+	return pub_commit(s, end_lsn);
+}
+
+/* ----------
+ * The stream
+ * ----------
+ */
+static uint64
+pub_get64(const char *p)
+{
+	uint64		v;
+
+	memcpy(&v, p, 8);
+	return pg_ntoh64(v);
+}
+
+static uint32
+pub_get32(const char *p)
+{
+	uint32		v;
+
+	memcpy(&v, p, 4);
+	return pg_ntoh32(v);
+}
+
+/* Handle one message from the decoder.  Returns false on failure. */
+static bool
+pub_decoded(PubSession *s, const char *m, int len)
+{
+	GuidPublisherShared *p = &GuidState->pub;
+	char		err[GUID_ERROR_LEN];
+
+	switch (m[0])
+	{
+		case 'B':
+			{
+				XLogRecPtr	end_lsn;
+				TimestampTz commit_time;
+
+				if (len < 21)
+					break;
+				end_lsn = pub_get64(m + 1);
+				commit_time = (TimestampTz) pub_get64(m + 13);
+				s->in_xact = true;
+				s->xact_end = end_lsn;
+				s->skipping = end_lsn <= s->checkpoint;
+				if (s->skipping)
+					return true;
+				pub_pause(s, "before_produce");
+				if (!s->kafka_open)
+				{
+					if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
+					{
+						pub_fail(LOG, "%s", err);
+						return false;
+					}
+					s->kafka_open = true;
+					SpinLockAcquire(&p->mutex);
+					p->oldest_pending = commit_time;
+					SpinLockRelease(&p->mutex);
+				}
+				return true;
+			}
+		case 'I':
+			{
+				uint32		keylen;
+				char		lsn[32];
+
+				if (len < 13)
+					break;
+				if (s->skipping)
+					return true;
+				keylen = pub_get32(m + 9);
+				if (13 + keylen > (uint32) len)
+					break;
+				/* the LSN header: the transaction's end LSN, also in the JSON */
+				snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(s->xact_end));
+				return pub_produce(s, guid_kafka_topic, -1, m + 13, keylen,
+								   m + 13 + keylen, len - 13 - keylen, lsn) &&
+					(++s->batch_rows, true);
+			}
+		case 'C':
+			if (len < 9)
+				break;
+			s->in_xact = false;
+			if (!s->skipping)
+			{
+				s->pending_end = pub_get64(m + 1);
+				s->batch_xacts++;
+			}
+			s->skipping = false;
+			return true;
+	}
+	pub_fail(LOG, "malformed message from the guid output plugin (type %c, %d bytes)", m[0], len);
+	return false;
+}
+
+/*
+ * pub_read: take what the walsender sent so far.  Sets *drained when the
+ * connection has nothing more right now.  Returns false on failure.
+ */
+static bool
+pub_read(PubSession *s, bool *drained)
+{
+	*drained = false;
+	if (!PQconsumeInput(s->conn))
+	{
+		pub_fail(LOG, "replication connection lost: %s", PQerrorMessage(s->conn));
+		return false;
+	}
+	for (;;)
+	{
+		char	   *buf = NULL;
+		int			len = PQgetCopyData(s->conn, &buf, 1);
+		bool		ok = true;
+
+		if (len == 0)
+		{
+			*drained = true;
+			return true;
+		}
+		if (len < 0)
+		{
+			PGresult   *res = PQgetResult(s->conn);
+
+			pub_fail(LOG, "replication stream ended: %s",
+					 res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
+			PQclear(res);
+			return false;
+		}
+		if (buf[0] == 'w' && len > 25)
+			ok = pub_decoded(s, buf + 25, len - 25);
+		else if (buf[0] == 'k' && len >= 18)
+		{
+			XLogRecPtr	end = pub_get64(buf + 1);
+
+			if (end > s->server_end)
+				s->server_end = end;
+			if (buf[17])
+				s->reply_wanted = true;
+		}
+		PQfreemem(buf);
+		if (!ok)
+			return false;
+		/* a large batch: commit at this transaction boundary */
+		if (s->kafka_open && !s->in_xact && s->batch_rows >= PUB_BATCH_ROWS)
+			return true;
+	}
+}
+
+/*
+ * pub_check_slot: compare the slot with the Kafka checkpoint (ckpt, found),
+ * creating the slot if it does not exist.  Sets s->checkpoint.  Returns
+ * false if the session cannot stream (after reporting why).
+ */
+static bool
+pub_check_slot(PubSession *s, const char *ckpt, bool found)
+{
+	XLogRecPtr	slot_lsn;
+	XLogRecPtr	ckpt_lsn = InvalidXLogRecPtr;
+	char		plugin[NAMEDATALEN];
+	uint32		hi,
+				lo;
+	bool		init = found && strcmp(ckpt, PUB_CHECKPOINT_INIT) == 0;
+
+	if (found && !init)
+	{
+		if (sscanf(ckpt, "%X/%X", &hi, &lo) != 2)
+		{
+			pub_set_state("gap");
+			pub_fail(WARNING, "checkpoint \"%s\" in topic %s is not an LSN; publishing stopped",
+					 ckpt, s->ckpt_topic);
+			return false;
+		}
+		ckpt_lsn = ((uint64) hi << 32) | lo;
+	}
+
+	if (!GuidSlotPosition(guid_slot_name, &slot_lsn, plugin, sizeof(plugin)))
+	{
+		PGresult   *res;
+		char	   *cmd;
+
+		if (found && !init)
+			ereport(WARNING,
+					(errmsg("guid publisher: replication slot \"%s\" does not exist; creating it",
+							guid_slot_name),
+					 errdetail("Kafka holds everything up to %X/%X; audit rows committed after that and before now are not published.",
+							   LSN_FORMAT_ARGS(ckpt_lsn))));
+		/* "init" first: a crash before the real checkpoint is not a gap */
+		s->kafka_open = false;
+		{
+			char		err[GUID_ERROR_LEN];
+
+			if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
+			{
+				pub_fail(LOG, "%s", err);
+				return false;
+			}
+		}
+		s->kafka_open = true;
+		if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid),
+						 PUB_CHECKPOINT_INIT, strlen(PUB_CHECKPOINT_INIT), NULL) ||
+			pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
+			return false;
+		s->kafka_open = false;
+
+		cmd = psprintf("CREATE_REPLICATION_SLOT \"%s\" LOGICAL guid NOEXPORT_SNAPSHOT", guid_slot_name);
+		res = pub_exec(s, cmd, PGRES_TUPLES_OK);
+		pfree(cmd);
+		if (res == NULL)
+			return false;
+		if (sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) != 2)
+		{
+			PQclear(res);
+			pub_fail(LOG, "CREATE_REPLICATION_SLOT returned no consistent point");
+			return false;
+		}
+		PQclear(res);
+		ereport(LOG,
+				(errmsg("guid publisher: created replication slot \"%s\" at %X/%X",
+						guid_slot_name, hi, lo)));
+		s->checkpoint = ((uint64) hi << 32) | lo;
+		return pub_confirm_idle(s, s->checkpoint);
+	}
+
+	if (strcmp(plugin, "guid") != 0)
+	{
+		pub_set_state("error");
+		pub_fail(WARNING, "replication slot \"%s\" uses plugin \"%s\", not \"guid\"; set guid.slot_name to another name",
+				 guid_slot_name, plugin);
+		return false;
+	}
+	if (init)
+	{
+		/* created by a previous session that stopped before its first
+		 * checkpoint: nothing can have been published or confirmed */
+		s->checkpoint = slot_lsn;
+		return pub_confirm_idle(s, slot_lsn);
+	}
+	if (!found || slot_lsn > ckpt_lsn)
+	{
+		char		detail[128];
+
+		if (found)
+			snprintf(detail, sizeof(detail), "the slot is confirmed to %X/%X but Kafka holds only up to %X/%X",
+					 LSN_FORMAT_ARGS(slot_lsn), LSN_FORMAT_ARGS(ckpt_lsn));
+		else
+			snprintf(detail, sizeof(detail), "the slot is confirmed to %X/%X and Kafka holds no checkpoint for it",
+					 LSN_FORMAT_ARGS(slot_lsn));
+		pub_set_state("gap");
+		pub_fail(WARNING, "gap: audit rows may be missing from Kafka: %s (key %s in %s); publishing stopped. "
+				 "Drop the slot to start afresh from now, or restore the checkpoint topic",
+				 detail, s->tid, s->ckpt_topic);
+		return false;
+	}
+	s->checkpoint = ckpt_lsn;
+	return true;
+}
+
+/*
+ * pub_session: one connected session, from a new producer to a failure.
+ * Returns true if it published anything (the backoff starts over).
+ */
+static bool
+pub_session(PubSession *s)
+{
+	char		err[GUID_ERROR_LEN];
+	char		ckpt[64];
+	bool		found = false;
+	bool		streamed = false;
+	KafkaStatus st;
+	PGresult   *res;
+	char	   *cmd;
+
+	pub_set_state("connecting to Kafka");
+	s->ks = KafkaSinkCreate(guid_kafka_brokers, guid_kafka_properties, s->tid, err, sizeof(err));
+	if (s->ks == NULL)
+	{
+		pub_set_state("error");
+		pub_fail(WARNING, "bad Kafka settings (guid.kafka_brokers, guid.kafka_properties): %s", err);
+		return false;
+	}
+	if (pub_retry(s, pub_step_init, "init_transactions") != KAFKA_OK ||
+		pub_retry(s, pub_step_topics, "creating topics") != KAFKA_OK)
+		return false;
+
+	pub_set_state("reading checkpoint");
+	while ((st = KafkaSinkReadCheckpoint(guid_kafka_brokers, guid_kafka_properties,
+										 s->ckpt_topic, s->tid, ckpt, sizeof(ckpt),
+										 &found, 10000, err, sizeof(err))) == KAFKA_RETRY)
+	{
+		pub_fail(LOG, "%s", err);
+		pub_warn_lag(s);
+	}
+	if (st != KAFKA_OK)
+	{
+		pub_fail(LOG, "%s", err);
+		return false;
+	}
+
+	pub_set_state("connecting to PostgreSQL");
+	if (!pub_connect(s) || !pub_check_slot(s, ckpt, found))
+		return false;
+
+	cmd = psprintf("START_REPLICATION SLOT \"%s\" LOGICAL %X/%X",
+				   guid_slot_name, LSN_FORMAT_ARGS(s->checkpoint));
+	res = pub_exec(s, cmd, PGRES_COPY_BOTH);
+	pfree(cmd);
+	if (res == NULL)
+		return false;
+	PQclear(res);
+	s->copying = true;
+	s->confirmed = InvalidXLogRecPtr;
+	s->last_idle_confirm = GetCurrentTimestamp();
+	pub_set_state("streaming");
+	pub_clear_error();
+	ereport(LOG,
+			(errmsg("guid publisher: streaming slot \"%s\" from %X/%X to topic %s (transactional.id %s)",
+					guid_slot_name, LSN_FORMAT_ARGS(s->checkpoint), guid_kafka_topic, s->tid)));
+	pub_warned_lag_at = 0;
+
+	for (;;)
+	{
+		bool		drained;
+		TimestampTz now;
+
+		if (!pub_read(s, &drained))
+			return streamed;
+		KafkaSinkPoll(s->ks);
+
+		if (s->kafka_open && !s->in_xact &&
+			(drained || s->batch_rows >= PUB_BATCH_ROWS) && s->batch_xacts > 0)
+		{
+			if (!pub_commit(s, s->pending_end))
+				return streamed;
+			streamed = true;
+			continue;
+		}
+
+		now = GetCurrentTimestamp();
+		if (!s->kafka_open && !s->in_xact)
+		{
+			GuidPublisherShared *p = &GuidState->pub;
+
+			SpinLockAcquire(&p->mutex);
+			p->caught_up_at = now;
+			SpinLockRelease(&p->mutex);
+			if (s->server_end > s->checkpoint &&
+				TimestampDifferenceExceeds(s->last_idle_confirm, now, PUB_IDLE_CONFIRM_MS))
+			{
+				s->last_idle_confirm = now;
+				if (!pub_confirm_idle(s, s->server_end))
+					return streamed;
+			}
+		}
+		if (!pub_send_status(s, false))
+			return streamed;
+		if (drained)
+			pub_wait(s, PUB_STATUS_MS);
+	}
+}
+
+static void
+pub_detach(int code, Datum arg)
+{
+	GuidPublisherShared *p = &GuidState->pub;
+
+	SpinLockAcquire(&p->mutex);
+	strlcpy(p->state, "stopped", sizeof(p->state));
+	p->pid = 0;
+	p->oldest_pending = 0;
+	SpinLockRelease(&p->mutex);
+}
+
+/*
+ * GuidPublisherMain: entry point of the publisher worker.
+ */
+void
+GuidPublisherMain(Datum main_arg)
+{
+	GuidPublisherShared *p;
+	MemoryContext session_cxt;
+	long		backoff = PUB_BACKOFF_MIN_MS;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	if (GuidState == NULL)
+		elog(ERROR, "guid shared memory is not initialised");
+	p = &GuidState->pub;
+	SpinLockAcquire(&p->mutex);
+	p->pid = MyProcPid;
+	SpinLockRelease(&p->mutex);
+	before_shmem_exit(pub_detach, (Datum) 0);
+
+	session_cxt = AllocSetContextCreate(TopMemoryContext, "guid publisher session",
+										ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		MemoryContext old = MemoryContextSwitchTo(session_cxt);
+		PubSession *s = palloc0(sizeof(PubSession));
+		bool		streamed;
+
+		snprintf(s->tid, sizeof(s->tid), "guid-%s-" UINT64_FORMAT "-%s",
+				 GuidNamespace(), GetSystemIdentifier(), guid_slot_name);
+		snprintf(s->ckpt_topic, sizeof(s->ckpt_topic), "%s_checkpoints", guid_kafka_topic);
+
+		streamed = pub_session(s);
+
+		/* A failed session: drop the producer (the next one's
+		 * init_transactions aborts its open transaction) and the stream. */
+		if (s->conn)
+			PQfinish(s->conn);
+		KafkaSinkDestroy(s->ks);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(session_cxt);
+
+		SpinLockAcquire(&p->mutex);
+		if (strcmp(p->state, "gap") != 0 && strcmp(p->state, "error") != 0)
+			strlcpy(p->state, "retrying", sizeof(p->state));
+		p->oldest_pending = 0;
+		SpinLockRelease(&p->mutex);
+
+		backoff = streamed ? PUB_BACKOFF_MIN_MS : Min(backoff * 2, PUB_BACKOFF_MAX_MS);
+		pub_wait(NULL, backoff);
+	}
+}

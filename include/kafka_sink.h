@@ -1,0 +1,58 @@
+/*-------------------------------------------------------------------------
+ *
+ * kafka_sink.h
+ *		The publisher's adapter to librdkafka (coordinator/kafka_sink.c).
+ *
+ * Every call returns a KafkaStatus and fills err; the publisher decides
+ * what to do and reports it in one place.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KAFKA_SINK_H
+#define KAFKA_SINK_H
+
+typedef enum KafkaStatus
+{
+	KAFKA_OK = 0,
+	KAFKA_RETRY,				/* retriable (a timeout, a full queue): call
+								 * again; for a commit the outcome is unknown
+								 * until it is retried */
+	KAFKA_ABORT,				/* the transaction must be aborted */
+	KAFKA_FATAL					/* the producer is unusable (fenced, bad
+								 * configuration): destroy it */
+} KafkaStatus;
+
+typedef struct KafkaSink KafkaSink;
+
+extern const char *KafkaStatusName(KafkaStatus status);
+extern KafkaSink *KafkaSinkCreate(const char *brokers, const char *properties,
+								  const char *transactional_id,
+								  char *err, size_t errlen);
+extern void KafkaSinkDestroy(KafkaSink *ks);
+extern void KafkaSinkPoll(KafkaSink *ks);
+extern const char *KafkaSinkLastError(KafkaSink *ks);
+extern KafkaStatus KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic,
+										bool compacted, int timeout_ms,
+										char *err, size_t errlen);
+extern KafkaStatus KafkaSinkInitTransactions(KafkaSink *ks, int timeout_ms,
+											 char *err, size_t errlen);
+extern KafkaStatus KafkaSinkBegin(KafkaSink *ks, char *err, size_t errlen);
+extern KafkaStatus KafkaSinkProduce(KafkaSink *ks, const char *topic,
+									int32 partition,
+									const char *key, size_t keylen,
+									const char *value, size_t len,
+									const char *lsn,
+									char *err, size_t errlen);
+extern KafkaStatus KafkaSinkCommit(KafkaSink *ks, int timeout_ms,
+								   char *err, size_t errlen);
+extern KafkaStatus KafkaSinkAbort(KafkaSink *ks, int timeout_ms,
+								  char *err, size_t errlen);
+extern KafkaStatus KafkaSinkReadCheckpoint(const char *brokers,
+										   const char *properties,
+										   const char *topic, const char *key,
+										   char *value, size_t valuelen,
+										   bool *found, int timeout_ms,
+										   char *err, size_t errlen);
+extern bool KafkaPropertiesValid(const char *properties, char *err, size_t errlen);
+
+#endif							/* KAFKA_SINK_H */
