@@ -64,3 +64,14 @@ services-up:
 
 services-down:
 	@test/services/services.sh down
+
+# The reference consumer (coordinator/guid_consumer.c): a client program,
+# built next to guid.so and not installed.
+all: guid_consumer
+
+guid_consumer: coordinator/guid_consumer.c
+	$(CC) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+		-I$(shell $(PG_CONFIG) --includedir) -o $@ $< \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq -lrdkafka -lhiredis
+
+EXTRA_CLEAN = guid_consumer

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kafka.sh start DIR PORT | stop DIR
+# kafka.sh start DIR PORT | resume DIR | stop DIR
 #
 # A single Apache Kafka broker in KRaft mode (broker and controller in one
 # process) on 127.0.0.1:PORT, its controller on PORT+1, data and log under
@@ -7,6 +7,8 @@
 # and are kept in $GUID_RUN_DIR/kafka-libs between runs.  Settings for one
 # broker: replication factor 1 for offsets and transaction state, so that
 # transactional producers work.  Never touches a system-wide instance.
+# `resume` starts a stopped broker again with its data (for outage tests);
+# `start` always begins with an empty one.
 #
 # Checked here: Debian's librdkafka 2.0.2 runs init/commit/abort
 # transactions against it, and a read_committed consumer sees only committed
@@ -15,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-cmd=${1:?usage: kafka.sh start DIR PORT | stop DIR}
+cmd=${1:?usage: kafka.sh start DIR PORT | resume DIR | stop DIR}
 dir=${2:?DIR missing}
 libs=$GUID_RUN_DIR/kafka-libs
 
@@ -49,6 +51,8 @@ offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+offsets.topic.num.partitions=4
+transaction.state.log.num.partitions=4
 PROPS
 	cat >"$dir/log4j.properties" <<LOG
 log4j.rootLogger=INFO, FILE
@@ -61,6 +65,13 @@ LOG
 	cluster_id=$(java "${java_opts[@]}" kafka.tools.StorageTool random-uuid)
 	java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
 		-c "$dir/server.properties" >"$dir/format.log"
+	;;
+esac
+
+case "$cmd" in
+start | resume)
+	port=$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$dir/server.properties")
+	java_opts=(-Xmx512m -cp "$libs/*" -Dlog4j.configuration="file:$dir/log4j.properties")
 	nohup java "${java_opts[@]}" kafka.Kafka "$dir/server.properties" \
 		>"$dir/stdout.log" 2>&1 </dev/null &
 	echo $! >"$dir/kafka.pid"
@@ -78,8 +89,12 @@ LOG
 stop)
 	stop_pidfile "$dir/kafka.pid"
 	;;
+esac
+
+case "$cmd" in
+start | resume | stop) ;;
 *)
-	echo "usage: kafka.sh start DIR PORT | stop DIR" >&2
+	echo "usage: kafka.sh start DIR PORT | resume DIR | stop DIR" >&2
 	exit 2
 	;;
 esac
