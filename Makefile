@@ -4,7 +4,7 @@
 #   make test                   install packages, build, install, run every test
 #   make bench                  print the benchmark table
 #   make demo                   scratch clusters issuing and decoding IDs
-#   make services-up/-down      start/stop ZooKeeper and Redis on loopback
+#   make services-up/-down      start/stop ZooKeeper, Redis and Kafka on loopback
 
 EXTENSION = guid
 EXTVERSION = 1.3

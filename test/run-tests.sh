@@ -16,6 +16,7 @@ run=$GUID_RUN_DIR/test
 run_dir_make "$run"
 # The PostgreSQL user may not be able to read the checkout: give it a copy.
 cp -r test "$run/src"
+cp guid_consumer "$run/src/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$run/src"
 
 echo "== pgTAP (test/pgtap) =="
@@ -39,4 +40,7 @@ as_pg env \
 	GUID_ZOOKEEPER="$GUID_ZOOKEEPER" \
 	GUID_ZOOKEEPER_DIR="$GUID_ZOOKEEPER_DIR" \
 	GUID_REDIS="$GUID_REDIS" \
+	GUID_KAFKA="$GUID_KAFKA" \
+	GUID_KAFKA_LIBS="$GUID_RUN_DIR/kafka-libs" \
+	GUID_CONSUMER="$run/src/guid_consumer" \
 	prove --timer ${PROVE_FLAGS:-} ${GUID_TAP_TESTS:-*.pl}

@@ -13,10 +13,14 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use IO::Socket::INET;
+use IPC::Run;
+use JSON::PP;
 
 use Exporter 'import';
 our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
-  zookeeper_stop zookeeper_signal zk_ephemerals wait_for_lease);
+  zookeeper_stop zookeeper_signal zk_ephemerals wait_for_lease
+  kafka_conf kafka_read kafka_guids wait_published publisher_pid kafka_start kafka_stop
+  kafka_resume);
 
 my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -143,6 +147,103 @@ sub wait_for_lease
 	  or die $node->name . " did not lease a node id: "
 	  . $node->safe_psql('postgres', 'SELECT mode, zookeeper_state, last_error FROM guid.status');
 	return $node->safe_psql('postgres', 'SELECT node_id FROM guid.status');
+}
+
+# --- Kafka (the audit stream) ----------------------------------------------
+
+# postgresql.conf lines for a cluster that publishes guid.audit to $topic.
+sub kafka_conf
+{
+	my ($brokers, $topic, %opts) = @_;
+	my $conf = "wal_level = logical\nmax_wal_senders = 4\nmax_replication_slots = 4\n"
+	  . "guid.kafka_brokers = '$brokers'\n"
+	  . "guid.kafka_topic = '$topic'\n";
+	# Debian's PostgreSQL 15 may restrict which libraries are output plugins.
+	my $desc = `postgres --describe-config 2>/dev/null`;
+	$conf .= "output_plugin_libraries = 'pgoutput, test_decoding, guid'\n"
+	  if $desc =~ /^output_plugin_libraries\t/m;
+	$conf .= "guid.kafka_properties = '$opts{properties}'\n" if $opts{properties};
+	return $conf;
+}
+
+# Every committed message of $topic, read with isolation.level=read_committed:
+# a list of { key, value (decoded JSON), lsn (header) }.
+sub kafka_read
+{
+	my ($brokers, $topic, $raw_only) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'kcat', '-C', '-b', $brokers, '-t', $topic, '-X', 'isolation.level=read_committed',
+		'-o', 'beginning', '-e', '-q', '-f', '%k\t%s\t%h\n' ], '>', \$out, '2>', \$err)
+	  or return [];
+	my @msgs;
+	for my $line (split /\n/, $out)
+	{
+		my ($key, $value, $headers) = split /\t/, $line, 3;
+		my ($lsn) = ($headers // '') =~ /lsn=([0-9A-F\/]+)/;
+		push @msgs, { key => $key, value => JSON::PP::decode_json($value), lsn => $lsn, raw => $value };
+	}
+	return \@msgs;
+}
+
+# The guids of a message list, sorted.
+sub kafka_guids
+{
+	my $msgs = shift;
+	return [ sort { $a <=> $b } map { $_->{value}{guid} } @$msgs ];
+}
+
+# Wait until Kafka holds as many distinct guids as guid.audit has rows and
+# the publisher has nothing waiting; returns the messages.
+sub wait_published
+{
+	my ($node, $brokers, $topic, $timeout) = @_;
+	my $want = $node->safe_psql('postgres', 'SELECT count(*) FROM guid.audit');
+	my $deadline = time + ($timeout // 120);
+	while (time < $deadline)
+	{
+		my %distinct = map { $_ => 1 } @{ kafka_read($brokers, $topic, 1) };
+		if (keys %distinct >= $want
+			&& $node->safe_psql('postgres',
+				"SELECT publisher_state = 'streaming' AND publish_lag_seconds = 0 FROM guid.status") eq 't')
+		{
+			return kafka_read($brokers, $topic);
+		}
+		select(undef, undef, undef, 0.2);
+	}
+	diag('not published: ' . $node->safe_psql('postgres',
+		'SELECT publisher_state, rows_published, publisher_error FROM guid.status'));
+	return kafka_read($brokers, $topic);
+}
+
+sub publisher_pid
+{
+	my $node = shift;
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'guid publisher'");
+}
+
+# A broker of the test's own, for outages: { dir, port, brokers }.
+sub kafka_start
+{
+	my $name = shift;
+	my $k = { dir => "$PostgreSQL::Test::Utils::tmp_check/kafka_$name",
+		port => PostgreSQL::Test::Cluster::get_free_port() };
+	$k->{brokers} = "127.0.0.1:$k->{port}";
+	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/kafka.sh",
+		'start', $k->{dir}, $k->{port});
+	return $k;
+}
+
+sub kafka_stop
+{
+	my $k = shift;
+	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/kafka.sh", 'stop', $k->{dir});
+}
+
+sub kafka_resume
+{
+	my $k = shift;
+	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/kafka.sh", 'resume', $k->{dir});
 }
 
 1;
