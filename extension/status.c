@@ -23,7 +23,7 @@
 
 /* 14 columns in version 1.0; 1.1 appends the lease columns, 1.3 the
  * publisher's.  A database not yet updated gets the columns it asks for. */
-#define STATUS_COLUMNS 27
+#define STATUS_COLUMNS 28
 
 static const char *
 status_mode_name(GuidMode mode, uint64 deadline)
@@ -155,21 +155,27 @@ guid_status(PG_FUNCTION_ARGS)
 		SpinLockRelease(&p->mutex);
 
 		values[18] = CStringGetTextDatum(snap.state[0] ? snap.state : "starting");
-		values[19] = Int64GetDatum((int64) snap.rows);
-		values[20] = Int64GetDatum((int64) snap.xacts);
-		values[21] = Int64GetDatum((int64) snap.commits);
-		nulls[18] = nulls[19] = nulls[20] = nulls[21] = false;
+		nulls[18] = false;
+		if (snap.pid != 0)
+		{
+			values[19] = Int32GetDatum(snap.pid);
+			nulls[19] = false;
+		}
+		values[20] = Int64GetDatum((int64) snap.rows);
+		values[21] = Int64GetDatum((int64) snap.xacts);
+		values[22] = Int64GetDatum((int64) snap.commits);
+		nulls[20] = nulls[21] = nulls[22] = false;
 		if (snap.published_lsn != InvalidXLogRecPtr)
 		{
-			values[22] = LSNGetDatum(snap.published_lsn);
-			nulls[22] = false;
+			values[23] = LSNGetDatum(snap.published_lsn);
+			nulls[23] = false;
 		}
 		if (have_slot)
 		{
 			XLogRecPtr	insert = GetXLogInsertRecPtr();
 
-			values[23] = Int64GetDatum(insert > confirmed ? (int64) (insert - confirmed) : 0);
-			nulls[23] = false;
+			values[24] = Int64GetDatum(insert > confirmed ? (int64) (insert - confirmed) : 0);
+			nulls[24] = false;
 		}
 		/* seconds since the oldest row waiting was committed; when the
 		 * publisher is not streaming, since it last had nothing waiting */
@@ -177,17 +183,17 @@ guid_status(PG_FUNCTION_ARGS)
 			lag_s = (double) (now - snap.oldest_pending) / 1000000.0;
 		else if (strcmp(snap.state, "streaming") != 0 && snap.caught_up_at != 0)
 			lag_s = (double) (now - snap.caught_up_at) / 1000000.0;
-		values[24] = Float8GetDatum(Max(lag_s, 0));
-		nulls[24] = false;
+		values[25] = Float8GetDatum(Max(lag_s, 0));
+		nulls[25] = false;
 		if (snap.commits > 0)
 		{
-			values[25] = Float8GetDatum(snap.commit_ms);
-			nulls[25] = false;
+			values[26] = Float8GetDatum(snap.commit_ms);
+			nulls[26] = false;
 		}
 		if (snap.error[0] != '\0')
 		{
-			values[26] = CStringGetTextDatum(snap.error);
-			nulls[26] = false;
+			values[27] = CStringGetTextDatum(snap.error);
+			nulls[27] = false;
 		}
 	}
 

@@ -54,6 +54,7 @@ CREATE FUNCTION guid_status(
 	OUT session_timeout_ms int4,
 	OUT lease_deadline timestamptz,
 	OUT publisher_state text,
+	OUT publisher_pid int4,
 	OUT rows_published int8,
 	OUT transactions_published int8,
 	OUT kafka_commits int8,

@@ -218,8 +218,7 @@ sub wait_published
 sub publisher_pid
 {
 	my $node = shift;
-	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'guid publisher'");
+	return $node->safe_psql('postgres', 'SELECT publisher_pid FROM guid.status');
 }
 
 # A broker of the test's own, for outages: { dir, port, brokers }.
