@@ -144,19 +144,6 @@ static TimestampTz pub_logged_at = 0;
 static TimestampTz pub_warned_lag_at = 0;
 
 static bool
-pub_check_properties(char **newval, void **extra, GucSource source)
-{
-	char		err[256];
-
-	if (!KafkaPropertiesValid(*newval, err, sizeof(err)))
-	{
-		GUC_check_errdetail("%s. Write librdkafka settings as name=value, separated by \";\".", err);
-		return false;
-	}
-	return true;
-}
-
-static bool
 pub_check_slot_name(char **newval, void **extra, GucSource source)
 {
 	const char *p;
@@ -195,7 +182,7 @@ PublisherInit(void)
 	DefineCustomStringVariable("guid.kafka_properties",
 							   gettext_noop("Extra librdkafka settings for the publisher, name=value separated by \";\" (SASL, TLS, ...)."),
 							   NULL, &guid_kafka_properties, "",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, pub_check_properties, NULL, NULL);
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomStringVariable("guid.slot_name",
 							   gettext_noop("Logical replication slot the publisher reads guid.audit from."),
 							   NULL, &guid_slot_name, "guid_audit",

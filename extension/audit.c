@@ -82,6 +82,25 @@ audit_prepare(Oid guid_type, bool if_absent)
 }
 
 /*
+ * GuidAuditRequireSlot: when the publisher is configured, refuse to write an
+ * audit row while its replication slot does not exist: the row would never
+ * be decoded, and so never reach Kafka.  (The publisher creates the slot at
+ * start, and again after an operator dropped it.)
+ */
+void
+GuidAuditRequireSlot(void)
+{
+	XLogRecPtr	confirmed;
+
+	if (PublisherConfigured() && !GuidSlotPosition(guid_slot_name, &confirmed, NULL, 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the audit stream's replication slot \"%s\" does not exist yet", guid_slot_name),
+				 errdetail("A guid.audit row written now would never reach Kafka."),
+				 errhint("The guid publisher creates the slot when it starts; see guid.status.")));
+}
+
+/*
  * GuidAuditWrite: insert one guid.audit row per id, in the current
  * transaction.  guid_type is the OID of type guid.  With if_absent, an id
  * already recorded is left alone (ON CONFLICT DO NOTHING).  Raises an error
@@ -156,6 +175,7 @@ guid_next_audited(PG_FUNCTION_ARGS)
 				 errmsg("service must not be null")));
 	service = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	GuidCheckService(service);
+	GuidAuditRequireSlot();
 
 	id = GuidNext();
 	GuidAuditWrite(get_func_rettype(fcinfo->flinfo->fn_oid), &id, 1, service, false);

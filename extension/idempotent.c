@@ -103,10 +103,16 @@ idem_settle(Oid guid_type, const char *service, int n, const char **keys)
 	int			naudited = 0;
 	int32		our_node = -1;
 	Oid			audit_schema;
+	bool		audited_table;
 	char		err[256];
 	int			i;
 
 	GuidCheckService(service);
+	audit_schema = get_namespace_oid("guid", true);
+	audited_table = OidIsValid(audit_schema) &&
+		OidIsValid(get_relname_relid("audit", audit_schema));
+	if (audited_table)
+		GuidAuditRequireSlot();
 	for (i = 0; i < n; i++)
 	{
 		idem_check_key(keys[i]);
@@ -132,8 +138,7 @@ idem_settle(Oid guid_type, const char *service, int n, const char **keys)
 					 errdetail("It holds \"%s\".", existing[i]),
 					 errhint("Delete the key in Redis; guid keeps only guids under guid:idem:.")));
 
-	audit_schema = get_namespace_oid("guid", true);
-	if (OidIsValid(audit_schema) && OidIsValid(get_relname_relid("audit", audit_schema)))
+	if (audited_table)
 	{
 		for (i = 0; i < n; i++)
 			if (existing[i] == NULL || GuidNode(ids[i]) == our_node)

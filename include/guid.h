@@ -301,6 +301,7 @@ extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
 
 /* extension/audit.c */
 extern void GuidCheckService(const char *service);
+extern void GuidAuditRequireSlot(void);
 extern void GuidAuditWrite(Oid guid_type, const guid *ids, int n,
 						   const char *service, bool if_absent);
 

@@ -1,6 +1,6 @@
 -- The upgrade chain: install the first release, update to the current one.
 BEGIN;
-SELECT plan(9);
+SELECT plan(13);
 
 DROP EXTENSION guid CASCADE;
 CREATE EXTENSION guid VERSION '1.0';
@@ -22,6 +22,11 @@ SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'guid'),
 	(SELECT default_version FROM pg_available_extensions WHERE name = 'guid'),
 	'ALTER EXTENSION guid UPDATE reaches the current version');
 SELECT has_function('guid_next', ARRAY['text', 'text'], '1.2 adds guid_next(service, idempotency_key)');
+SELECT has_function('guid_next', ARRAY['text'], '1.3 adds guid_next(service)');
+SELECT has_table('guid', 'audit', '1.3 adds guid.audit');
+SELECT is((SELECT count(*) FROM information_schema.columns WHERE table_schema = 'guid' AND table_name = 'status'),
+	28::bigint, '1.3 adds the publisher''s columns to guid.status');
+SELECT is((SELECT publisher_state FROM guid.status), NULL, 'without guid.kafka_brokers the publisher columns are null');
 SELECT is((SELECT zookeeper_state FROM guid.status), NULL, 'in standalone mode the lease columns are null');
 SELECT is((SELECT count(*) FROM upgrade_keep), 1::bigint, 'data in guid columns survives the update');
 

@@ -175,6 +175,7 @@ sub kafka_read
 	IPC::Run::run([ 'kcat', '-C', '-b', $brokers, '-t', $topic, '-X', 'isolation.level=read_committed',
 		'-o', 'beginning', '-e', '-q', '-f', '%k\t%s\t%h\n' ], '>', \$out, '2>', \$err)
 	  or return [];
+	return [ $out =~ /"guid":"(\d+)"/g ] if $raw_only;
 	my @msgs;
 	for my $line (split /\n/, $out)
 	{

@@ -1,0 +1,45 @@
+-- guid_next(service) and the guid.audit outbox (no publisher configured
+-- here: the stream itself is tested in test/tap/009..012).
+BEGIN;
+SELECT plan(19);
+
+SELECT has_table('guid', 'audit', 'guid.audit exists');
+SELECT columns_are('guid', 'audit', ARRAY['guid', 'node_id', 'created_at', 'service'], 'guid.audit has the seed''s columns');
+SELECT col_is_pk('guid', 'audit', 'guid', 'guid is its primary key');
+SELECT col_type_is('guid', 'audit', 'guid', 'guid', 'of type guid');
+SELECT has_function('guid_next', ARRAY['text'], 'guid_next(service text) exists');
+SELECT is((SELECT prosecdef FROM pg_proc WHERE oid = 'guid_next(text)'::regprocedure), true,
+	'it is SECURITY DEFINER (callers cannot write guid.audit themselves)');
+SELECT is((SELECT provolatile FROM pg_proc WHERE oid = 'guid_next(text)'::regprocedure), 'v', 'and volatile');
+
+CREATE TEMP TABLE issued AS SELECT guid_next('payment') AS id FROM generate_series(1, 100);
+SELECT is((SELECT count(*) FROM guid.audit a JOIN issued i ON a.guid = i.id), 100::bigint,
+	'each guid_next(service) wrote its row in the caller''s transaction');
+SELECT is((SELECT count(*) FROM guid.audit a JOIN issued i ON a.guid = i.id
+	WHERE a.node_id = guid_node(i.id) AND a.created_at = guid_timestamp(i.id) AND a.service = 'payment'),
+	100::bigint, 'node_id, created_at and service are the guid''s');
+
+SAVEPOINT s;
+SELECT guid_next('rolled_back') FROM generate_series(1, 5);
+ROLLBACK TO SAVEPOINT s;
+SELECT is((SELECT count(*) FROM guid.audit WHERE service = 'rolled_back'), 0::bigint,
+	'a rolled-back call leaves no row');
+
+CREATE TEMP TABLE before AS SELECT count(*) AS n FROM guid.audit;
+SELECT ok(guid_next() IS NOT NULL, 'plain guid_next()');
+SELECT is((SELECT count(*) FROM guid.audit), (SELECT n FROM before), 'plain guid_next() writes no audit row');
+
+SELECT throws_ok($$SELECT guid_next('')$$, '22023', 'invalid service name ""', 'empty service: 22023');
+SELECT throws_ok($$SELECT guid_next(repeat('x', 51))$$, '22023', NULL, 'a 51-character service: 22023');
+SELECT lives_ok($$SELECT guid_next(repeat('é', 50))$$, '50 characters (not bytes) are fine');
+SELECT throws_ok($$SELECT guid_next(E'pay\nment')$$, '22023', NULL, 'a control character: 22023');
+SELECT throws_ok($$SELECT guid_next(NULL::text)$$, '22004', 'service must not be null', 'null service: 22004');
+SELECT is((SELECT count(*) FROM guid.audit), (SELECT n FROM before) + 1, 'bad services wrote nothing');
+
+SET ROLE pg_monitor;
+SELECT throws_ok($$INSERT INTO guid.audit VALUES (1, 1, now(), 'forged')$$, '42501', NULL,
+	'other roles cannot write guid.audit directly');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,96 @@
+# Bad settings and the gap rule: unreachable brokers and a bad librdkafka
+# property (or a malformed list) are clear errors in guid.status and the log
+# without a crash loop; a slot
+# found ahead of the Kafka checkpoint stops the publisher loudly (state
+# "gap") until the operator drops the slot.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use GuidTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $brokers = $ENV{GUID_KAFKA} or plan skip_all => 'GUID_KAFKA not set (make test sets it)';
+my $topic = "t011_$$";
+my $node = guid_node('config', node_id => 23, conf => kafka_conf($brokers, $topic));
+$node->poll_query_until('postgres', "SELECT publisher_state = 'streaming' FROM guid.status")
+  or BAIL_OUT('publisher did not start');
+$node->safe_psql('postgres', "SELECT guid_next('cfg') FROM generate_series(1, 10)");
+my $published = kafka_guids(wait_published($node, $brokers, $topic));
+is(scalar @$published, 10, 'ten rows published');
+
+# --- Unreachable brokers ------------------------------------------------------------------
+my $dead = PostgreSQL::Test::Cluster::get_free_port();
+$node->stop;
+$node->append_conf('postgresql.conf', "guid.kafka_brokers = '127.0.0.1:$dead'\n");
+$node->start;
+ok($node->poll_query_until('postgres',
+		"SELECT publisher_error ~ '127.0.0.1:$dead' FROM guid.status"),
+	'unreachable brokers: guid.status names them in publisher_error');
+my $pid = publisher_pid($node);
+$node->safe_psql('postgres', "SELECT guid_next('cfg') FROM generate_series(1, 5)");
+is($node->safe_psql('postgres', 'SELECT count(*) FROM guid.audit'), 15, 'guid_next(service) still works');
+sleep 3;
+is(publisher_pid($node), $pid, 'the publisher keeps running (no crash loop)');
+is($node->safe_psql('postgres', 'SELECT slot_lag_bytes > 0 AND publish_lag_seconds > 0 FROM guid.status'), 't',
+	'the lag is visible');
+ok($node->log_contains("waiting for Kafka at 127.0.0.1:$dead"), 'the log says what it waits for');
+
+# --- A slot ahead of the checkpoint is a gap -----------------------------------------------------
+$node->safe_psql('postgres', "SELECT pg_replication_slot_advance('guid_audit', pg_current_wal_lsn())");
+$node->stop;
+$node->append_conf('postgresql.conf', "guid.kafka_brokers = '$brokers'\n");
+$node->start;
+ok($node->poll_query_until('postgres', "SELECT publisher_state = 'gap' FROM guid.status"),
+	'slot confirmed past the checkpoint: the publisher stops in state gap');
+like($node->safe_psql('postgres', 'SELECT publisher_error FROM guid.status'),
+	qr/gap: audit rows may be missing from Kafka: the slot is confirmed to .* but Kafka holds only up to/,
+	'guid.status says why');
+ok($node->log_contains('WARNING:  guid publisher: gap'), 'the log says so at WARNING');
+sleep 2;
+is_deeply(kafka_guids(kafka_read($brokers, $topic)), $published, 'nothing was skipped over or sent');
+
+$node->safe_psql('postgres', "SELECT pg_drop_replication_slot('guid_audit')");
+my ($ret, $o, $e) = $node->psql('postgres', "SELECT guid_next('no_slot')");
+like($e, qr/replication slot "guid_audit" does not exist yet/,
+	'with no slot, guid_next(service) is an error (a row would never reach Kafka)')
+  if $node->safe_psql('postgres', "SELECT count(*) FROM pg_replication_slots") eq '0';
+ok($node->poll_query_until('postgres', "SELECT publisher_state = 'streaming' FROM guid.status"),
+	'dropping the slot is the way out: the publisher creates it again and streams');
+my $fresh = $node->safe_psql('postgres', "SELECT guid_next('after_gap')");
+my $seen = 0;
+for (1 .. 300)
+{
+	last if $seen = grep { $_ eq $fresh } @{ kafka_read($brokers, $topic, 1) };
+	select(undef, undef, undef, 0.2);
+}
+ok($seen, 'rows after the new slot are published')
+  or diag($node->safe_psql('postgres', 'SELECT * FROM guid.status'));
+
+# --- A property librdkafka does not know -------------------------------------------------------
+$node->stop;
+$node->append_conf('postgresql.conf', "guid.kafka_properties = 'linger.ms=1; no.such.property=1'\n");
+$node->start;
+ok($node->poll_query_until('postgres', "SELECT publisher_state = 'error' FROM guid.status"),
+	'an unknown librdkafka property: state error');
+like($node->safe_psql('postgres', 'SELECT publisher_error FROM guid.status'),
+	qr/No such configuration property: "no.such.property"/, 'guid.status names the property');
+$pid = publisher_pid($node);
+sleep 3;
+is(publisher_pid($node), $pid, 'no crash loop');
+ok($node->log_contains('bad Kafka settings'), 'the log has it');
+
+# --- A malformed list -------------------------------------------------------------------------
+$node->stop;
+$node->append_conf('postgresql.conf', "guid.kafka_properties = 'linger.ms'\n");
+$node->start;
+ok($node->poll_query_until('postgres', "SELECT publisher_state = 'error' FROM guid.status"),
+	'guid.kafka_properties that is not name=value: state error');
+like($node->safe_psql('postgres', 'SELECT publisher_error FROM guid.status'),
+	qr/"linger.ms" is not name=value/, 'and guid.status says why');
+is($node->safe_psql('postgres', "SELECT guid_next('still') IS NOT NULL"), 't', 'IDs are still issued');
+
+$node->stop;
+done_testing();
