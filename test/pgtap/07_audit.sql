@@ -37,7 +37,7 @@ SELECT throws_ok($$SELECT guid_next(NULL::text)$$, '22004', 'service must not be
 SELECT is((SELECT count(*) FROM guid.audit), (SELECT n FROM before) + 1, 'bad services wrote nothing');
 
 SET ROLE pg_monitor;
-SELECT throws_ok($$INSERT INTO guid.audit VALUES (1, 1, now(), 'forged')$$, '42501', NULL,
+SELECT throws_ok($$INSERT INTO guid.audit VALUES ('1'::guid, 1, now(), 'forged')$$, '42501', NULL,
 	'other roles cannot write guid.audit directly');
 RESET ROLE;
 
