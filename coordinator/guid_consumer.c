@@ -28,7 +28,8 @@
  *		[--idle-exit SECONDS] [--batch N] [--latency]
  *
  * --latency prints p50/p99 of (arrival - created_at) in ms at exit, for
- * `make bench`.
+ * `make bench`; --latency-only does only that, from the end of the topic,
+ * without PostgreSQL.
  *
  *-------------------------------------------------------------------------
  */
@@ -60,6 +61,7 @@ typedef struct Options
 	int			idle_exit;
 	int			batch;
 	bool		latency;
+	bool		latency_only;
 } Options;
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -160,12 +162,13 @@ main(int argc, char **argv)
 		{"idle-exit", required_argument, NULL, 'i'},
 		{"batch", required_argument, NULL, 'B'},
 		{"latency", no_argument, NULL, 'l'},
+		{"latency-only", no_argument, NULL, 'L'},
 		{NULL, 0, NULL, 0}
 	};
 	int			c;
 	char		errstr[512];
 	char		sql[1024];
-	PGconn	   *pg;
+	PGconn	   *pg = NULL;
 	PGresult   *res;
 	rd_kafka_conf_t *conf;
 	rd_kafka_t *rk;
@@ -198,14 +201,17 @@ main(int argc, char **argv)
 			case 'i': o.idle_exit = atoi(optarg); break;
 			case 'B': o.batch = atoi(optarg); break;
 			case 'l': o.latency = true; break;
+			case 'L': o.latency = o.latency_only = true; break;
 			default: die("unknown option; see the header of coordinator/guid_consumer.c");
 		}
 	}
-	if (!o.brokers || !o.topic || !o.conninfo || o.batch < 1)
+	if (!o.brokers || !o.topic || (!o.conninfo && !o.latency_only) || o.batch < 1)
 		die("--brokers, --topic and --conninfo are required");
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 
+	if (o.latency_only)
+		goto kafka;
 	pg = PQconnectdb(o.conninfo);
 	if (PQstatus(pg) != CONNECTION_OK)
 		die("PostgreSQL: %s", PQerrorMessage(pg));
@@ -256,6 +262,7 @@ main(int argc, char **argv)
 			redisSetTimeout(redis, tv);
 	}
 
+kafka:
 	conf = rd_kafka_conf_new();
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", o.brokers, errstr, sizeof(errstr)) ||
 		rd_kafka_conf_set(conf, "group.id", o.name, errstr, sizeof(errstr)) ||
@@ -292,6 +299,12 @@ main(int argc, char **argv)
 		const char *params[3] = {o.name, o.topic, p};
 
 		snprintf(p, sizeof(p), "%d", md->topics[0].partitions[i].id);
+		if (o.latency_only)
+		{
+			rd_kafka_topic_partition_list_add(parts, o.topic, md->topics[0].partitions[i].id)->offset =
+				RD_KAFKA_OFFSET_END;
+			continue;
+		}
 		res = PQexecParams(pg, "SELECT next_offset FROM guid_consumer_offsets "
 						   "WHERE consumer = $1 AND topic = $2 AND partition = $3",
 						   3, NULL, params, NULL, NULL, 0);
@@ -340,6 +353,8 @@ main(int argc, char **argv)
 		last_msg = now_ms();
 
 		/* the fast path: which guids Redis has seen applied */
+		if (o.latency_only)
+			goto measure;
 		for (i = 0; i < n; i++)
 		{
 			seen[i] = false;
@@ -426,10 +441,13 @@ main(int argc, char **argv)
 			freeReplyObject(r);
 		}
 
+measure:
 		for (i = 0; i < n; i++)
 		{
 			double		created;
 
+			if (o.latency_only)
+				messages++;
 			if (o.latency && created_ms(batch[i]->payload, batch[i]->len, &created))
 			{
 				if (nlat == caplat)
@@ -453,7 +471,8 @@ main(int argc, char **argv)
 	}
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
-	PQfinish(pg);
+	if (pg)
+		PQfinish(pg);
 	if (redis)
 		redisFree(redis);
 	return 0;

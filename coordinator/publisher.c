@@ -171,6 +171,15 @@ PublisherInit(void)
 {
 	BackgroundWorker worker;
 
+	DefineCustomStringVariable("guid.publisher_test_pause",
+							   gettext_noop("For fault tests only: the publisher waits at this step (before_produce, before_commit, before_confirm)."),
+							   NULL, &guid_publisher_test_pause, "",
+							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+
+	/* The rest take effect at server start only, as the worker does. */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
 	DefineCustomStringVariable("guid.kafka_brokers",
 							   gettext_noop("Kafka bootstrap servers (host:port,...) the audit stream is published to; empty disables the publisher."),
 							   NULL, &guid_kafka_brokers, "",
@@ -195,13 +204,8 @@ PublisherInit(void)
 							   gettext_noop("Extra libpq settings for the publisher's replication connection to this server (user, password, ...)."),
 							   NULL, &guid_publisher_conninfo, "",
 							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
-	DefineCustomStringVariable("guid.publisher_test_pause",
-							   gettext_noop("For fault tests only: the publisher waits at this step (before_produce, before_commit, before_confirm)."),
-							   NULL, &guid_publisher_test_pause, "",
-							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
-	if (!process_shared_preload_libraries_in_progress ||
-		guid_kafka_brokers == NULL || guid_kafka_brokers[0] == '\0')
+	if (!PublisherConfigured())
 		return;
 
 	memset(&worker, 0, sizeof(worker));

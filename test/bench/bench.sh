@@ -2,7 +2,7 @@
 # bench.sh: how fast guid_next() and guid_uuid() are next to sequences and
 # gen_random_uuid(), in a throw-away cluster on port 55440.
 #
-# Five sections, each printed as a table, then a 'Targets' block:
+# Six sections, each printed as a table, then a 'Targets' block:
 #   bulk    SELECT count(f) FROM generate_series(1, N), timed in the server,
 #           against the floors count(g) and count(clock_timestamp())
 #   pgbench SELECT f(); from 2 clients for PGBENCH_SECONDS, against SELECT 1
@@ -12,6 +12,8 @@
 #           holder's id leased again, guid_next() leased beside standalone
 #   idem    guid_next(service, key) against a real Redis, beside
 #           redis-benchmark's round-trip floor, and the pipelined batch form
+#   audit   guid_next(service) beside guid_next(); the publisher's sustained
+#           rate into a real Kafka; latency at 5,000 rows/s by a consumer
 #
 # This is not a test: it prints figures and exits 0 whether or not a target
 # is met.  It fails only when something actually breaks.
@@ -492,6 +494,143 @@ echo "(ratios: floor rate / single-call rate; batch rate and Redis's own pipelin
 echo
 
 #
+# 6. The audit stream: guid_next(service) and the publisher, against a real
+#    Kafka broker of the benchmark's own
+#
+
+ADIR=$GUID_RUN_DIR/bench-audit
+APORT=55450
+KAFKA_DIR=$GUID_RUN_DIR/bench-kafka
+KAFKA_PORT=59192
+AUDIT_N=200000
+DRAIN_N=${BENCH_DRAIN_ROWS:-500000}
+[ "${BENCH_QUICK:-0}" = 1 ] && DRAIN_N=100000
+"$ROOT/test/services/kafka.sh" stop "$KAFKA_DIR"
+"$ROOT/test/services/kafka.sh" start "$KAFKA_DIR" "$KAFKA_PORT"
+cleanup_audit() {
+	scratch_stop "$ADIR"
+	"$ROOT/test/services/kafka.sh" stop "$KAFKA_DIR"
+}
+trap 'cleanup; cleanup_leased; "$ROOT/test/services/redis.sh" stop "$RDIR"; cleanup_audit' EXIT
+audit_conf=("guid.node_id = 5" "wal_level = logical" "guid.kafka_brokers = '127.0.0.1:$KAFKA_PORT'")
+if postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+	audit_conf+=("output_plugin_libraries = 'pgoutput, test_decoding, guid'")
+fi
+scratch_stop "$ADIR"
+scratch_start "$ADIR" "$APORT" "${audit_conf[@]}"
+qa() {
+	scratch_psql "$ADIR" "$APORT" -At -c "$1"
+}
+qa 'CREATE EXTENSION guid'
+qa "$BENCH_MS_SQL"
+for _ in $(seq 1 600); do
+	[ "$(qa "SELECT publisher_state FROM guid.status")" = streaming ] && break
+	sleep 0.1
+done
+[ "$(qa "SELECT publisher_state FROM guid.status")" = streaming ] ||
+	{ echo "bench: the publisher did not start: $(qa 'SELECT publisher_error FROM guid.status')" >&2; exit 1; }
+atime_ms() {
+	qa "SELECT round(bench_ms(\$bench\$$1\$bench\$)::numeric, 1)"
+}
+wait_published_rows() {
+	local want=$1 i
+	for ((i = 0; i < 6000; i++)); do
+		[ "$(qa "SELECT rows_published >= $want FROM guid.status")" = t ] && return 0
+		sleep 0.01
+	done
+	echo "bench: the publisher did not publish $want rows: $(qa 'SELECT publisher_error FROM guid.status')" >&2
+	exit 1
+}
+
+# the cost of the audit row: guid_next('svc') beside guid_next()
+plain_runs=""
+audited_runs=""
+for ((rep = 0; rep < BENCH_REPEATS; rep++)); do
+	plain_runs+=" $(atime_ms "SELECT count(guid_next()) FROM generate_series(1, $AUDIT_N)")"
+	audited_runs+=" $(atime_ms "SELECT count(guid_next('bench')) FROM generate_series(1, $AUDIT_N)")"
+done
+# shellcheck disable=SC2086
+plain_ms=$(median $plain_runs)
+# shellcheck disable=SC2086
+audited_ms=$(median $audited_runs)
+echo "SELECT guid_next();" >"$DIR/pgbench-plain.sql"
+echo "SELECT guid_next('bench');" >"$DIR/pgbench-audit.sql"
+pp_runs=""
+pa_runs=""
+for ((rep = 0; rep < PGBENCH_REPEATS; rep++)); do
+	for f in plain audit; do
+		out=$(as_pg pgbench -n -c 2 -j 2 -T "$PGBENCH_SECONDS" -h "$ADIR" -p "$APORT" -U postgres \
+			-f "$DIR/pgbench-$f.sql" postgres 2>"$DIR/pgbench.err") ||
+			{ cat "$DIR/pgbench.err" >&2; exit 1; }
+		tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
+		if [ $f = plain ]; then pp_runs+=" $tps"; else pa_runs+=" $tps"; fi
+	done
+done
+# shellcheck disable=SC2086
+pp_tps=$(median $pp_runs)
+# shellcheck disable=SC2086
+pa_tps=$(median $pa_runs)
+# let the publisher catch up before the next part
+wait_published_rows "$(qa 'SELECT count(*) FROM guid.audit')"
+
+# sustained rate into Kafka: a backlog of DRAIN_N rows (in transactions of
+# 1000) held back with the test pause, then released and timed to the end
+qa "ALTER SYSTEM SET guid.publisher_test_pause = 'before_produce'" >/dev/null
+qa "SELECT pg_reload_conf()" >/dev/null
+base=$(qa "SELECT count(*) FROM guid.audit")
+load_start=$(now_ms)
+echo "SELECT count(guid_next('drain')) FROM generate_series(1, 1000);" >"$DIR/pgbench-drain.sql"
+as_pg pgbench -n -c 2 -j 2 -t $((DRAIN_N / 2000)) -h "$ADIR" -p "$APORT" -U postgres \
+	-f "$DIR/pgbench-drain.sql" postgres >/dev/null 2>"$DIR/pgbench.err" ||
+	{ cat "$DIR/pgbench.err" >&2; exit 1; }
+load_ms=$(($(now_ms) - load_start))
+pub_before=$(qa "SELECT rows_published FROM guid.status")
+commits_before=$(qa "SELECT kafka_commits FROM guid.status")
+t0=$(now_ms)
+qa "ALTER SYSTEM RESET guid.publisher_test_pause" >/dev/null
+qa "SELECT pg_reload_conf()" >/dev/null
+wait_published_rows "$((pub_before + DRAIN_N))"
+drain_ms=$(($(now_ms) - t0))
+drain_commits=$(($(qa "SELECT kafka_commits FROM guid.status") - commits_before))
+# and the topic has them all, once (kcat, read_committed)
+in_topic=$(kcat -C -b "127.0.0.1:$KAFKA_PORT" -t guid_assignments -X isolation.level=read_committed \
+	-o beginning -e -q -f '%k\n' | grep -c '^drain$' || true)
+[ "$in_topic" = "$DRAIN_N" ] || { echo "bench: $in_topic drain rows in the topic, not $DRAIN_N" >&2; exit 1; }
+
+# commit-to-consumer latency at a fixed 5,000 rows/s (single-row transactions),
+# measured by the reference consumer from created_at to arrival
+lat_out=$DIR/latency.out
+"$ROOT/guid_consumer" --brokers "127.0.0.1:$KAFKA_PORT" --topic guid_assignments --latency-only \
+	--idle-exit 3 >"$lat_out" 2>"$DIR/latency.err" &
+lat_pid=$!
+sleep 2
+echo "SELECT guid_next('latency');" >"$DIR/pgbench-lat.sql"
+rate_out=$(as_pg pgbench -n -c 4 -j 2 -R 5000 -T "$PGBENCH_SECONDS" -h "$ADIR" -p "$APORT" -U postgres \
+	-f "$DIR/pgbench-lat.sql" postgres 2>"$DIR/pgbench.err") || { cat "$DIR/pgbench.err" >&2; exit 1; }
+wait "$lat_pid" || { cat "$DIR/latency.err" >&2; exit 1; }
+lat_tps=$(awk '/^tps = / { print $3; exit }' <<<"$rate_out")
+read -r lat_n lat_p50 lat_p99 lat_max < <(awk '/^latency_ms/ { print $3, $5, $7, $9 }' "$lat_out")
+commit_ms=$(qa "SELECT round(kafka_commit_ms::numeric, 1) FROM guid.status")
+
+echo "Audit stream: guid_next(service) and the publisher into a local KRaft Kafka (median of repeats)"
+printf '%-60s %12s %10s\n' "bulk $AUDIT_N guid_next() (ms)" "$(fmt '%.1f' "$plain_ms")" "1.00x"
+printf '%-60s %12s %10s\n' "bulk $AUDIT_N guid_next('bench'), one audit row each (ms)" "$(fmt '%.1f' "$audited_ms")" "$(ratio "$audited_ms" "$plain_ms")"
+printf '%-60s %12s\n' "  cost of the audit row per call" "$(fmt '%.2f' "($audited_ms - $plain_ms) * 1000 / $AUDIT_N") us"
+printf '%-60s %12s %10s\n' "pgbench -c 2 SELECT guid_next() tps" "$(fmt '%.0f' "$pp_tps")" "1.00x"
+printf '%-60s %12s %10s\n' "pgbench -c 2 SELECT guid_next('bench') tps" "$(fmt '%.0f' "$pa_tps")" "$(ratio "$pa_tps" "$pp_tps")"
+printf '%-60s %12s\n' "backlog of $DRAIN_N rows written by 2 clients in" "$load_ms ms"
+printf '%-60s %12s\n' "  published from the slot to Kafka (exactly once) in" "$drain_ms ms"
+printf '%-60s %12s\n' "  sustained rate into Kafka" "$(fmt '%.0f' "$DRAIN_N / $drain_ms * 1000")/s"
+printf '%-60s %12s\n' "  Kafka transactions it took" "$drain_commits"
+printf '%-60s %12s\n' "single-row transactions at -R 5000 (achieved tps)" "$(fmt '%.0f' "$lat_tps")"
+printf '%-60s %12s\n' "  created_at -> consumer latency p50 ($lat_n rows)" "$lat_p50 ms"
+printf '%-60s %12s\n' "  created_at -> consumer latency p99" "$lat_p99 ms"
+printf '%-60s %12s\n' "  created_at -> consumer latency max" "$lat_max ms"
+printf '%-60s %12s\n' "  last Kafka commit_transaction (guid.status)" "$commit_ms ms"
+echo "(latency: from the guid's time, taken inside the inserting transaction, to the read_committed consumer's poll)"
+echo
+
+#
 # Targets: figures only, nothing fails on a miss
 #
 
@@ -504,3 +643,5 @@ printf '%-52s %10s %12s\n' "leased  bulk guid_next leased / standalone time" "$(
 printf '%-52s %10s %12s\n' "idem    round-trip floor rate / single-call rate" "$(ratio "$floor_rps" "$single_rps")" "<= 1.2x"
 printf '%-52s %10s %12s\n' "idem    p99 latency of one call" "$p99_ms ms" "<= 1 ms"
 printf '%-52s %10s %12s\n' "idem    batch rate / single-call rate" "$(ratio "$batch_rps" "$single_rps")" ">= 10x"
+printf '%-52s %10s %12s\n' "audit   rows/s into Kafka, exactly once" "$(fmt '%.0f' "$DRAIN_N / $drain_ms * 1000")" ">= 50000"
+printf '%-52s %10s %12s\n' "audit   latency p99 at 5,000 rows/s" "$lat_p99 ms" "<= 50 ms"

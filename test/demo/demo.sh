@@ -2,8 +2,9 @@
 # demo.sh: what `make demo` shows.  Installs what is missing, builds and
 # installs guid, starts a real ZooKeeper, Redis and two scratch clusters on
 # loopback that lease their node ids from ZooKeeper, issues and decodes IDs
-# on both, shows idempotency keys and guid.status, and stops everything
-# again.
+# on both, shows idempotency keys, the audit stream in Kafka (read with kcat
+# and applied by the reference consumer) and guid.status, and stops
+# everything again.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,17 +21,23 @@ test/services/services.sh up
 
 ports=(55451 55452)
 names=(east west)
+topic=demo_assignments
+stream_conf=("wal_level = logical" "guid.kafka_brokers = '$GUID_KAFKA'" "guid.kafka_topic = '$topic'")
+# Debian's PostgreSQL 15 may restrict which libraries are output plugins.
+if postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+	stream_conf+=("output_plugin_libraries = 'pgoutput, test_decoding, guid'")
+fi
 for i in 0 1; do
 	scratch_start "$dir/${names[$i]}" "${ports[$i]}" \
 		"guid.node_id = -1" "guid.zookeeper = '$GUID_ZOOKEEPER'" "guid.namespace = 'demo'" \
-		"guid.redis = '$GUID_REDIS'"
-	echo "cluster ${names[$i]}: PostgreSQL on 127.0.0.1:${ports[$i]}, leasing its node id from ZooKeeper at $GUID_ZOOKEEPER"
+		"guid.redis = '$GUID_REDIS'" "${stream_conf[@]}"
+	echo "cluster ${names[$i]}: PostgreSQL on 127.0.0.1:${ports[$i]}, leasing its node id from ZooKeeper at $GUID_ZOOKEEPER, publishing to Kafka at $GUID_KAFKA"
 done
 for i in 0 1; do
 	scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -c 'CREATE EXTENSION guid'
-	# the lease takes a moment after start
-	for _ in $(seq 1 100); do
-		[ "$(scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -Atc "SELECT mode FROM guid.status")" = leased ] && break
+	# the lease and the publisher's slot take a moment after start
+	for _ in $(seq 1 300); do
+		[ "$(scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -Atc "SELECT mode = 'leased' AND publisher_state = 'streaming' FROM guid.status")" = t ] && break
 		sleep 0.1
 	done
 done
@@ -39,8 +46,10 @@ for i in 0 1; do
 	echo
 	echo "== cluster ${names[$i]} =="
 	scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -e <<SQL
+-- guid_next('payment') also writes the ID to guid.audit, in this transaction:
+-- it reaches Kafka if and only if the transaction commits.
 CREATE TABLE payments (
-	id      guid PRIMARY KEY DEFAULT guid_next(),
+	id      guid PRIMARY KEY DEFAULT guid_next('payment'),
 	booking text NOT NULL,
 	amount  numeric NOT NULL
 );
@@ -48,11 +57,16 @@ CREATE TABLE payments (
 INSERT INTO payments (booking, amount)
 SELECT 'book_' || (1000 + g), 10 * g FROM generate_series(1, 3) g;
 
+BEGIN;
+INSERT INTO payments (booking, amount) VALUES ('book_rolled_back', 1);
+ROLLBACK;
+
 SELECT p.id, d.created_at, d.node_id, d.sequence, p.booking
 FROM payments p, guid_decode(p.id) d
 ORDER BY p.id;
 
-SELECT mode, node_id, zookeeper_state, session_id, session_timeout_ms, lease_deadline, reserved_until
+SELECT mode, node_id, zookeeper_state, lease_deadline, reserved_until,
+       publisher_state, rows_published, last_published_lsn, slot_lag_bytes
 FROM guid.status;
 SQL
 done
@@ -63,6 +77,30 @@ for i in 0 1; do
 	scratch_psql "$dir/${names[$i]}" "${ports[$i]}" -e -c \
 		"SELECT '${names[$i]}' AS cluster, guid_next('payment', 'book_1001') AS same_key, guid_next('payment', 'book_1002') AS other_key"
 done
+
+echo
+echo "== the audit stream: topic $topic, read with isolation.level=read_committed (kcat) =="
+for _ in $(seq 1 300); do
+	n=$(kcat -C -b "$GUID_KAFKA" -t "$topic" -X isolation.level=read_committed -o beginning -e -q -f '%k\n' 2>/dev/null | wc -l)
+	[ "$n" -ge 8 ] && break
+	sleep 0.1
+done
+echo "\$ kcat -C -b $GUID_KAFKA -t $topic -X isolation.level=read_committed -o beginning -e -f 'key=%k lsn-header=%h %s\\n'"
+kcat -C -b "$GUID_KAFKA" -t "$topic" -X isolation.level=read_committed -o beginning -e -q \
+	-f 'key=%k %h %s\n'
+echo "(6 payments and 2 idempotent IDs, each once, recorded by the cluster that issued them; the rolled-back payments are not there)"
+
+echo
+echo "== the reference consumer applies the stream into west's database, exactly once =="
+scratch_psql "$dir/west" "${ports[1]}" -c 'CREATE DATABASE ledger'
+"$root/guid_consumer" --brokers "$GUID_KAFKA" --topic "$topic" \
+	--conninfo "host=$dir/west port=${ports[1]} user=postgres dbname=ledger" --idle-exit 2
+scratch_psql "$dir/west" "${ports[1]}" -d ledger -e -c \
+	'SELECT guid, node_id, created_at, service, lsn, xid FROM guid_applied ORDER BY guid' \
+	-c 'SELECT * FROM guid_consumer_offsets'
+echo "(run it again: it resumes from its position, stored in the same transactions as the rows)"
+"$root/guid_consumer" --brokers "$GUID_KAFKA" --topic "$topic" \
+	--conninfo "host=$dir/west port=${ports[1]} user=postgres dbname=ledger" --idle-exit 2
 
 echo
 echo "== a million IDs on east =="
