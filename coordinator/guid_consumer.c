@@ -215,6 +215,7 @@ main(int argc, char **argv)
 	pg = PQconnectdb(o.conninfo);
 	if (PQstatus(pg) != CONNECTION_OK)
 		die("PostgreSQL: %s", PQerrorMessage(pg));
+	PQclear(pg_exec(pg, "SET client_min_messages = warning", PGRES_COMMAND_OK));
 	snprintf(sql, sizeof(sql),
 			 "CREATE TABLE IF NOT EXISTS %s (guid bigint PRIMARY KEY, node_id int NOT NULL, "
 			 "created_at timestamptz NOT NULL, service text NOT NULL, lsn pg_lsn NOT NULL, "

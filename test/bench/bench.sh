@@ -513,7 +513,7 @@ cleanup_audit() {
 }
 trap 'cleanup; cleanup_leased; "$ROOT/test/services/redis.sh" stop "$RDIR"; cleanup_audit' EXIT
 audit_conf=("guid.node_id = 5" "wal_level = logical" "guid.kafka_brokers = '127.0.0.1:$KAFKA_PORT'")
-if postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+if "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
 	audit_conf+=("output_plugin_libraries = 'pgoutput, test_decoding, guid'")
 fi
 scratch_stop "$ADIR"

@@ -24,7 +24,7 @@ names=(east west)
 topic=demo_assignments
 stream_conf=("wal_level = logical" "guid.kafka_brokers = '$GUID_KAFKA'" "guid.kafka_topic = '$topic'")
 # Debian's PostgreSQL 15 may restrict which libraries are output plugins.
-if postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+if "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
 	stream_conf+=("output_plugin_libraries = 'pgoutput, test_decoding, guid'")
 fi
 for i in 0 1; do
@@ -85,7 +85,7 @@ for _ in $(seq 1 300); do
 	[ "$n" -ge 8 ] && break
 	sleep 0.1
 done
-echo "\$ kcat -C -b $GUID_KAFKA -t $topic -X isolation.level=read_committed -o beginning -e -f 'key=%k lsn-header=%h %s\\n'"
+echo "\$ kcat -C -b $GUID_KAFKA -t $topic -X isolation.level=read_committed -o beginning -e -f 'key=%k %h %s\\n'"
 kcat -C -b "$GUID_KAFKA" -t "$topic" -X isolation.level=read_committed -o beginning -e -q \
 	-f 'key=%k %h %s\n'
 echo "(6 payments and 2 idempotent IDs, each once, recorded by the cluster that issued them; the rolled-back payments are not there)"
