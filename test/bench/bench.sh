@@ -517,6 +517,7 @@ if "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libra
 	audit_conf+=("output_plugin_libraries = 'pgoutput, test_decoding, guid'")
 fi
 scratch_stop "$ADIR"
+run_dir_make "$ADIR"
 scratch_start "$ADIR" "$APORT" "${audit_conf[@]}"
 qa() {
 	scratch_psql "$ADIR" "$APORT" -At -c "$1"
