@@ -123,7 +123,15 @@ kafka_conf(const char *brokers, const char *properties, char *err, size_t errlen
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
+	/*
+	 * retry.backoff.ms: a transaction that begins right after the previous
+	 * commit often gets CONCURRENT_TRANSACTIONS while the broker still
+	 * writes the markers; librdkafka's default 100 ms backoff for that retry
+	 * would dominate the commit-to-consumer latency.  The user's properties
+	 * come after ours and win.
+	 */
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "retry.backoff.ms", "5", err, errlen) != RD_KAFKA_CONF_OK ||
 		!kafka_apply_properties(conf, properties, err, errlen) ||
 		rd_kafka_conf_set(conf, "log.queue", "true", err, errlen) != RD_KAFKA_CONF_OK)
 	{

@@ -781,8 +781,22 @@ pub_read(PubSession *s, bool *drained)
 
 		if (len == 0)
 		{
-			*drained = true;
-			return true;
+			/*
+			 * Nothing complete is buffered: read the socket again, so that a
+			 * batch takes everything the walsender sent while we committed
+			 * (one PQconsumeInput reads only what fits in libpq's buffer).
+			 */
+			if (!PQconsumeInput(s->conn))
+			{
+				pub_fail(LOG, "replication connection lost: %s", PQerrorMessage(s->conn));
+				return false;
+			}
+			len = PQgetCopyData(s->conn, &buf, 1);
+			if (len == 0)
+			{
+				*drained = true;
+				return true;
+			}
 		}
 		if (len < 0)
 		{
