@@ -26,8 +26,8 @@
  * are ignored.  Streaming of in-progress transactions and two-phase decoding
  * are not offered: a transaction is never split.
  *
- * It runs in a walsender, so it may use PostgreSQL freely; it must not keep
- * state across transactions beyond the cached table identity.
+ * It runs in a walsender, so it may use PostgreSQL freely; it keeps no
+ * state across transactions, and frees what each row allocates.
  *
  *-------------------------------------------------------------------------
  */
@@ -165,11 +165,16 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	int64		id;
 
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
-		change->data.tp.newtuple == NULL || !decoder_is_audit(rel) ||
-		desc->natts < 4)
+		change->data.tp.newtuple == NULL || desc->natts < 4)
 		return;
 
 	old = MemoryContextSwitchTo(st->context);
+	if (!decoder_is_audit(rel))
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(st->context);
+		return;
+	}
 	heap_deform_tuple(&change->data.tp.newtuple->tuple, desc, values, isnull);
 	if (isnull[0] || isnull[1] || isnull[2] || isnull[3])
 		elog(ERROR, "guid.audit row with a null column");

@@ -17,7 +17,8 @@
  *	  on one producer only.
  *
  * With --redis, a Redis SET NX EX filter of processed guids sits in front of
- * the PostgreSQL dedupe as a fast path: a guid Redis has seen skips its
+ * the PostgreSQL dedupe as a fast path (keys guid:seen:<name>:<table>:<guid>):
+ * a guid Redis has seen skips its
  * insert.  Keys are written only after the PostgreSQL commit, so Redis never
  * claims a guid whose row rolled back; if Redis is down or forgets, the
  * PostgreSQL dedupe still holds.
@@ -362,7 +363,7 @@ kafka:
 			if (!message_guid(batch[i]->payload, batch[i]->len, guids[i], sizeof(guids[i])))
 				die("message at offset %lld has no guid", (long long) batch[i]->offset);
 			if (redis)
-				redisAppendCommand(redis, "EXISTS guid:seen:%s:%s", o.name, guids[i]);
+				redisAppendCommand(redis, "EXISTS guid:seen:%s:%s:%s", o.name, o.table, guids[i]);
 		}
 		for (i = 0; redis && i < n; i++)
 		{
@@ -428,7 +429,7 @@ kafka:
 
 		/* only now may Redis say "applied" */
 		for (i = 0; redis && i < n; i++)
-			redisAppendCommand(redis, "SET guid:seen:%s:%s 1 NX EX 86400", o.name, guids[i]);
+			redisAppendCommand(redis, "SET guid:seen:%s:%s:%s 1 NX EX 86400", o.name, o.table, guids[i]);
 		for (i = 0; redis && i < n; i++)
 		{
 			redisReply *r = NULL;

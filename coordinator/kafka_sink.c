@@ -38,6 +38,7 @@ struct KafkaSink
 {
 	rd_kafka_t *rk;
 	char		last_error[256];	/* from error_cb; "" once cleared */
+	bool		fenced;			/* a newer producer took our transactional.id */
 };
 
 const char *
@@ -211,6 +212,13 @@ KafkaSinkPoll(KafkaSink *ks)
 	rd_kafka_poll(ks->rk, 0);
 }
 
+/* KafkaSinkFenced: true if a newer producer fenced this one. */
+bool
+KafkaSinkFenced(KafkaSink *ks)
+{
+	return ks->fenced;
+}
+
 /* The last error librdkafka reported through error_cb, or "". */
 const char *
 KafkaSinkLastError(KafkaSink *ks)
@@ -220,12 +228,15 @@ KafkaSinkLastError(KafkaSink *ks)
 
 /* Classify and free an error object; fill err.  NULL is KAFKA_OK. */
 static KafkaStatus
-kafka_classify(rd_kafka_error_t *error, const char *what, char *err, size_t errlen)
+kafka_classify(KafkaSink *ks, rd_kafka_error_t *error, const char *what, char *err, size_t errlen)
 {
 	KafkaStatus status;
 
 	if (error == NULL)
 		return KAFKA_OK;
+	if (rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__FENCED ||
+		rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED)
+		ks->fenced = true;
 	if (rd_kafka_error_is_fatal(error))
 		status = KAFKA_FATAL;
 	else if (rd_kafka_error_txn_requires_abort(error))
@@ -293,14 +304,24 @@ KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic, bool compacted,
 			const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
 			rd_kafka_resp_err_t terr = n > 0 ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR_NO_ERROR;
 
+			/*
+			 * A principal without CREATE permission is refused even for a
+			 * topic that exists: go on, a missing topic fails later, clearly.
+			 */
 			if (terr == RD_KAFKA_RESP_ERR_NO_ERROR || terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
 				status = KAFKA_OK;
+			else if (terr == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+					 terr == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
+			{
+				ereport(LOG,
+						(errmsg("guid publisher: not allowed to create topic %s; assuming it exists", topic)));
+				status = KAFKA_OK;
+			}
 			else
 			{
 				snprintf(err, errlen, "creating topic %s: %s", topic,
 						 rd_kafka_topic_result_error_string(tr[0]));
-				status = terr == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-					terr == RD_KAFKA_RESP_ERR_INVALID_CONFIG ? KAFKA_FATAL : KAFKA_RETRY;
+				status = terr == RD_KAFKA_RESP_ERR_INVALID_CONFIG ? KAFKA_FATAL : KAFKA_RETRY;
 			}
 		}
 		rd_kafka_event_destroy(ev);
@@ -321,14 +342,14 @@ KafkaSinkInitTransactions(KafkaSink *ks, int timeout_ms, char *err, size_t errle
 {
 	CHECK_FOR_INTERRUPTS();
 	rd_kafka_poll(ks->rk, 0);
-	return kafka_classify(rd_kafka_init_transactions(ks->rk, timeout_ms),
+	return kafka_classify(ks, rd_kafka_init_transactions(ks->rk, timeout_ms),
 						  "init_transactions", err, errlen);
 }
 
 KafkaStatus
 KafkaSinkBegin(KafkaSink *ks, char *err, size_t errlen)
 {
-	return kafka_classify(rd_kafka_begin_transaction(ks->rk),
+	return kafka_classify(ks, rd_kafka_begin_transaction(ks->rk),
 						  "begin_transaction", err, errlen);
 }
 
@@ -373,7 +394,10 @@ KafkaSinkProduce(KafkaSink *ks, const char *topic, int32 partition,
 	}
 	if (rerr == RD_KAFKA_RESP_ERR__FATAL)
 	{
-		rd_kafka_fatal_error(ks->rk, fatal, sizeof(fatal));
+		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(ks->rk, fatal, sizeof(fatal));
+
+		if (ferr == RD_KAFKA_RESP_ERR__FENCED || ferr == RD_KAFKA_RESP_ERR_PRODUCER_FENCED)
+			ks->fenced = true;
 		snprintf(err, errlen, "produce: %s (fatal)", fatal);
 		return KAFKA_FATAL;
 	}
@@ -389,7 +413,7 @@ KafkaStatus
 KafkaSinkCommit(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
 {
 	CHECK_FOR_INTERRUPTS();
-	return kafka_classify(rd_kafka_commit_transaction(ks->rk, timeout_ms),
+	return kafka_classify(ks, rd_kafka_commit_transaction(ks->rk, timeout_ms),
 						  "commit_transaction", err, errlen);
 }
 
@@ -398,7 +422,7 @@ KafkaStatus
 KafkaSinkAbort(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
 {
 	CHECK_FOR_INTERRUPTS();
-	return kafka_classify(rd_kafka_abort_transaction(ks->rk, timeout_ms),
+	return kafka_classify(ks, rd_kafka_abort_transaction(ks->rk, timeout_ms),
 						  "abort_transaction", err, errlen);
 }
 
@@ -460,9 +484,33 @@ KafkaSinkReadCheckpoint(const char *brokers, const char *properties,
 		}
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 		{
+			int64_t		end = m->offset;	/* the fetch position reached */
+			int64_t		lo,
+						hi;
+			rd_kafka_resp_err_t werr;
+
 			rd_kafka_message_destroy(m);
-			status = KAFKA_OK;
-			break;
+
+			/*
+			 * read_committed stops at the last stable offset: another
+			 * publisher's open transaction on this partition would hide
+			 * newer checkpoints.  Done only once the high watermark is
+			 * reached.
+			 */
+			werr = rd_kafka_query_watermark_offsets(rk, topic, 0, &lo, &hi, 5000);
+			if (werr == RD_KAFKA_RESP_ERR_NO_ERROR && end >= hi)
+			{
+				status = KAFKA_OK;
+				break;
+			}
+			if (werr != RD_KAFKA_RESP_ERR_NO_ERROR)
+				snprintf(err, errlen, "reading checkpoint topic %s: high watermark: %s",
+						 topic, rd_kafka_err2str(werr));
+			else
+				snprintf(err, errlen, "reading checkpoint topic %s: waiting for an open transaction to end (at offset %lld of %lld)",
+						 topic, (long long) end, (long long) hi);
+			waited += KAFKA_STEP_MS;
+			continue;
 		}
 		if (m->err)
 		{

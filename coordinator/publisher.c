@@ -102,10 +102,14 @@
 /* Backoff between sessions, ms */
 #define PUB_BACKOFF_MIN_MS		500
 #define PUB_BACKOFF_MAX_MS		10000
+/* ... and after being fenced by another producer with our transactional.id */
+#define PUB_FENCED_BACKOFF_MS	5000
 /* Repeat an unchanged error or the retained-WAL warning this often, ms */
 #define PUB_WARN_MS				60000
 
 #define PUB_CHECKPOINT_INIT		"init"
+/* Connecting to this server may take this long, ms */
+#define PUB_CONNECT_MS			30000
 
 char	   *guid_kafka_brokers = NULL;
 char	   *guid_kafka_topic = NULL;
@@ -255,6 +259,37 @@ GuidSlotPosition(const char *name, XLogRecPtr *confirmed, char *plugin, size_t p
 	}
 	LWLockRelease(ReplicationSlotControlLock);
 	return found;
+}
+
+/*
+ * GuidSlotReady: true if replication slot name exists, is persistent (its
+ * creation finished: a transaction committing from now on is decoded) and
+ * has a confirmed position.  Sets *database to the slot's database.
+ */
+bool
+GuidSlotReady(const char *name, Oid *database)
+{
+	bool		ready = false;
+	int			i;
+
+	if (ReplicationSlotCtl == NULL)
+		return false;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (i = 0; i < max_replication_slots; i++)
+	{
+		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+
+		if (!s->in_use || strcmp(NameStr(s->data.name), name) != 0)
+			continue;
+		SpinLockAcquire(&s->mutex);
+		ready = s->data.persistency == RS_PERSISTENT &&
+			s->data.confirmed_flush != InvalidXLogRecPtr;
+		*database = s->data.database;
+		SpinLockRelease(&s->mutex);
+		break;
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return ready;
 }
 
 /* ----------
@@ -452,13 +487,32 @@ pub_exec(PubSession *s, const char *command, ExecStatusType expect)
 	return res;
 }
 
-/* Connect to this server for replication, without blocking the latch. */
+/* value with ' and \ escaped, for a single-quoted conninfo value */
+static char *
+pub_conninfo_quote(const char *value)
+{
+	StringInfoData buf;
+	const char *p;
+
+	initStringInfo(&buf);
+	for (p = value; *p; p++)
+	{
+		if (*p == '\'' || *p == '\\')
+			appendStringInfoChar(&buf, '\\');
+		appendStringInfoChar(&buf, *p);
+	}
+	return buf.data;
+}
+
+/* Connect to this server for replication, without blocking the latch; give
+ * up after PUB_CONNECT_MS. */
 static bool
 pub_connect(PubSession *s)
 {
 	char	   *socket_dir = NULL;
 	char	   *conninfo;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	TimestampTz start = GetCurrentTimestamp();
 
 	if (Unix_socket_directories && Unix_socket_directories[0] != '\0')
 	{
@@ -470,9 +524,9 @@ pub_connect(PubSession *s)
 			*comma = '\0';
 	}
 	conninfo = psprintf("host='%s' port=%d dbname='%s' replication=database "
-						"application_name='guid publisher' connect_timeout=10 %s",
-						socket_dir ? socket_dir : "localhost", PostPortNumber,
-						guid_database, guid_publisher_conninfo);
+						"application_name='guid publisher' %s",
+						pub_conninfo_quote(socket_dir ? socket_dir : "localhost"), PostPortNumber,
+						pub_conninfo_quote(guid_database), guid_publisher_conninfo);
 	s->conn = PQconnectStart(conninfo);
 	pfree(conninfo);
 	if (s->conn == NULL)
@@ -486,6 +540,11 @@ pub_connect(PubSession *s)
 
 		if (PQstatus(s->conn) == CONNECTION_BAD)
 			break;
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), PUB_CONNECT_MS))
+		{
+			pub_fail(LOG, "replication connection to database \"%s\" timed out", guid_database);
+			return false;
+		}
 		(void) WaitLatchOrSocket(MyLatch, events | WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 PQsocket(s->conn), 1000, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -736,7 +795,7 @@ pub_decoded(PubSession *s, const char *m, int len)
 				if (s->skipping)
 					return true;
 				keylen = pub_get32(m + 9);
-				if (13 + keylen > (uint32) len)
+				if (keylen > (uint32) (len - 13))
 					break;
 				/* the LSN header: the transaction's end LSN, also in the JSON */
 				snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(s->xact_end));
@@ -932,6 +991,14 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 				 detail, s->tid, s->ckpt_topic);
 		return false;
 	}
+	if (ckpt_lsn > GetFlushRecPtr(NULL))
+	{
+		pub_set_state("gap");
+		pub_fail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is ahead of this server's WAL (%X/%X): "
+				 "it was written by another cluster with the same system identifier, or before a restore; publishing stopped",
+				 LSN_FORMAT_ARGS(ckpt_lsn), s->tid, s->ckpt_topic, LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)));
+		return false;
+	}
 	s->checkpoint = ckpt_lsn;
 	return true;
 }
@@ -1080,12 +1147,18 @@ GuidPublisherMain(Datum main_arg)
 		MemoryContext old = MemoryContextSwitchTo(session_cxt);
 		PubSession *s = palloc0(sizeof(PubSession));
 		bool		streamed;
+		bool		fenced;
 
 		snprintf(s->tid, sizeof(s->tid), "guid-%s-" UINT64_FORMAT "-%s",
 				 GuidNamespace(), GetSystemIdentifier(), guid_slot_name);
 		snprintf(s->ckpt_topic, sizeof(s->ckpt_topic), "%s_checkpoints", guid_kafka_topic);
 
 		streamed = pub_session(s);
+		fenced = s->ks != NULL && KafkaSinkFenced(s->ks);
+		if (fenced)
+			pub_fail(WARNING, "fenced: another producer started with transactional.id %s; "
+					 "if a copy of this cluster publishes too, stop one of them. Retrying in %d s",
+					 s->tid, PUB_FENCED_BACKOFF_MS / 1000);
 
 		/* A failed session: drop the producer (the next one's
 		 * init_transactions aborts its open transaction) and the stream. */
@@ -1102,6 +1175,6 @@ GuidPublisherMain(Datum main_arg)
 		SpinLockRelease(&p->mutex);
 
 		backoff = streamed ? PUB_BACKOFF_MIN_MS : Min(backoff * 2, PUB_BACKOFF_MAX_MS);
-		pub_wait(NULL, backoff);
+		pub_wait(NULL, fenced ? PUB_FENCED_BACKOFF_MS : backoff);
 	}
 }

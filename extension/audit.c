@@ -24,6 +24,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -90,14 +91,22 @@ audit_prepare(Oid guid_type, bool if_absent)
 void
 GuidAuditRequireSlot(void)
 {
-	XLogRecPtr	confirmed;
+	Oid			database = InvalidOid;
 
-	if (PublisherConfigured() && !GuidSlotPosition(guid_slot_name, &confirmed, NULL, 0))
+	if (!PublisherConfigured())
+		return;
+	if (!GuidSlotReady(guid_slot_name, &database))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the audit stream's replication slot \"%s\" does not exist yet", guid_slot_name),
 				 errdetail("A guid.audit row written now would never reach Kafka."),
 				 errhint("The guid publisher creates the slot when it starts; see guid.status.")));
+	if (database != MyDatabaseId)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("guid.audit rows are streamed from database \"%s\" only", guid_database),
+				 errdetail("A guid.audit row written in this database would never reach Kafka."),
+				 errhint("Call guid_next(service) in database \"%s\", or set guid.database.", guid_database)));
 }
 
 /*

@@ -321,10 +321,12 @@ extern bool RedisSetNxGet(int n, const char **keys, const char **values, int ttl
 extern char *guid_kafka_brokers;
 extern char *guid_kafka_topic;
 extern char *guid_slot_name;
+extern char *guid_database;
 extern void PublisherInit(void);
 extern bool PublisherConfigured(void);
 extern bool GuidSlotPosition(const char *name, XLogRecPtr *confirmed,
 							 char *plugin, size_t pluginlen);
+extern bool GuidSlotReady(const char *name, Oid *database);
 extern PGDLLEXPORT void GuidPublisherMain(Datum main_arg);
 
 /* coordinator/zk_lease.c */

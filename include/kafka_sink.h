@@ -31,6 +31,7 @@ extern KafkaSink *KafkaSinkCreate(const char *brokers, const char *properties,
 extern void KafkaSinkDestroy(KafkaSink *ks);
 extern void KafkaSinkPoll(KafkaSink *ks);
 extern const char *KafkaSinkLastError(KafkaSink *ks);
+extern bool KafkaSinkFenced(KafkaSink *ks);
 extern KafkaStatus KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic,
 										bool compacted, int timeout_ms,
 										char *err, size_t errlen);

@@ -21,6 +21,14 @@ $node->safe_psql('postgres', "SELECT guid_next('cfg') FROM generate_series(1, 10
 my $published = kafka_guids(wait_published($node, $brokers, $topic));
 is(scalar @$published, 10, 'ten rows published');
 
+# --- Audit rows only where they are streamed from ---------------------------------------
+$node->safe_psql('postgres', 'CREATE DATABASE elsewhere');
+$node->safe_psql('elsewhere', 'CREATE EXTENSION guid');
+my ($r, $o, $e) = $node->psql('elsewhere', "SELECT guid_next('cfg')");
+like($e, qr/guid.audit rows are streamed from database "postgres" only/,
+	'guid_next(service) in another database than guid.database is an error');
+is($node->safe_psql('elsewhere', 'SELECT count(*) FROM guid.audit'), 0, 'and writes nothing');
+
 # --- Unreachable brokers ------------------------------------------------------------------
 my $dead = PostgreSQL::Test::Cluster::get_free_port();
 $node->stop;
@@ -53,8 +61,8 @@ sleep 2;
 is_deeply(kafka_guids(kafka_read($brokers, $topic)), $published, 'nothing was skipped over or sent');
 
 $node->safe_psql('postgres', "SELECT pg_drop_replication_slot('guid_audit')");
-my ($ret, $o, $e) = $node->psql('postgres', "SELECT guid_next('no_slot')");
-like($e, qr/replication slot "guid_audit" does not exist yet/,
+my ($ret, $nso, $nse) = $node->psql('postgres', "SELECT guid_next('no_slot')");
+like($nse, qr/replication slot "guid_audit" does not exist yet/,
 	'with no slot, guid_next(service) is an error (a row would never reach Kafka)')
   if $node->safe_psql('postgres', "SELECT count(*) FROM pg_replication_slots") eq '0';
 ok($node->poll_query_until('postgres', "SELECT publisher_state = 'streaming' FROM guid.status"),
