@@ -231,11 +231,11 @@ PublisherConfigured(void)
 }
 
 /*
- * GuidSlotPosition: the confirmed_flush LSN of replication slot name, and
- * its plugin.  Returns false if there is no such slot.
+ * pub_slot_lookup: a copy of the persistent data of replication slot name.
+ * Returns false if there is no such slot.
  */
-bool
-GuidSlotPosition(const char *name, XLogRecPtr *confirmed, char *plugin, size_t pluginlen)
+static bool
+pub_slot_lookup(const char *name, ReplicationSlotPersistentData *data)
 {
 	bool		found = false;
 	int			i;
@@ -250,15 +250,30 @@ GuidSlotPosition(const char *name, XLogRecPtr *confirmed, char *plugin, size_t p
 		if (!s->in_use || strcmp(NameStr(s->data.name), name) != 0)
 			continue;
 		SpinLockAcquire(&s->mutex);
-		*confirmed = s->data.confirmed_flush;
-		if (plugin)
-			strlcpy(plugin, NameStr(s->data.plugin), pluginlen);
+		memcpy(data, &s->data, sizeof(*data));
 		SpinLockRelease(&s->mutex);
 		found = true;
 		break;
 	}
 	LWLockRelease(ReplicationSlotControlLock);
 	return found;
+}
+
+/*
+ * GuidSlotPosition: the confirmed_flush LSN of replication slot name, and
+ * its plugin (if plugin is not NULL).  Returns false if there is no such slot.
+ */
+bool
+GuidSlotPosition(const char *name, XLogRecPtr *confirmed, char *plugin, size_t pluginlen)
+{
+	ReplicationSlotPersistentData data;
+
+	if (!pub_slot_lookup(name, &data))
+		return false;
+	*confirmed = data.confirmed_flush;
+	if (plugin)
+		strlcpy(plugin, NameStr(data.plugin), pluginlen);
+	return true;
 }
 
 /*
@@ -269,27 +284,12 @@ GuidSlotPosition(const char *name, XLogRecPtr *confirmed, char *plugin, size_t p
 bool
 GuidSlotReady(const char *name, Oid *database)
 {
-	bool		ready = false;
-	int			i;
+	ReplicationSlotPersistentData data;
 
-	if (ReplicationSlotCtl == NULL)
+	if (!pub_slot_lookup(name, &data))
 		return false;
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	for (i = 0; i < max_replication_slots; i++)
-	{
-		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
-
-		if (!s->in_use || strcmp(NameStr(s->data.name), name) != 0)
-			continue;
-		SpinLockAcquire(&s->mutex);
-		ready = s->data.persistency == RS_PERSISTENT &&
-			s->data.confirmed_flush != InvalidXLogRecPtr;
-		*database = s->data.database;
-		SpinLockRelease(&s->mutex);
-		break;
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return ready;
+	*database = data.database;
+	return data.persistency == RS_PERSISTENT && data.confirmed_flush != InvalidXLogRecPtr;
 }
 
 /* ----------
