@@ -52,7 +52,7 @@ deps:
 test:
 	@test/run-tests.sh
 
-bench:
+bench: guid_consumer
 	@test/bench/bench.sh
 
 demo:
