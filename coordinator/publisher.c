@@ -826,18 +826,27 @@ pub_decoded(PubSession *s, const char *m, int len)
 static bool
 pub_read(PubSession *s, bool *drained)
 {
+	bool		must_read = true;	/* read the socket before the next message */
+	bool		just_read = false;	/* socket read, no message since */
+
 	*drained = false;
-	if (!PQconsumeInput(s->conn))
-	{
-		pub_fail(LOG, "replication connection lost: %s", PQerrorMessage(s->conn));
-		return false;
-	}
 	for (;;)
 	{
 		char	   *buf = NULL;
-		int			len = PQgetCopyData(s->conn, &buf, 1);
+		int			len;
 		bool		ok = true;
 
+		if (must_read)
+		{
+			if (!PQconsumeInput(s->conn))
+			{
+				pub_fail(LOG, "replication connection lost: %s", PQerrorMessage(s->conn));
+				return false;
+			}
+			must_read = false;
+			just_read = true;
+		}
+		len = PQgetCopyData(s->conn, &buf, 1);
 		if (len == 0)
 		{
 			/*
@@ -845,18 +854,15 @@ pub_read(PubSession *s, bool *drained)
 			 * batch takes everything the walsender sent while we committed
 			 * (one PQconsumeInput reads only what fits in libpq's buffer).
 			 */
-			if (!PQconsumeInput(s->conn))
-			{
-				pub_fail(LOG, "replication connection lost: %s", PQerrorMessage(s->conn));
-				return false;
-			}
-			len = PQgetCopyData(s->conn, &buf, 1);
-			if (len == 0)
+			if (just_read)
 			{
 				*drained = true;
 				return true;
 			}
+			must_read = true;
+			continue;
 		}
+		just_read = false;
 		if (len < 0)
 		{
 			PGresult   *res = PQgetResult(s->conn);
