@@ -7,7 +7,7 @@
 #   make services-up/-down      start/stop ZooKeeper, Redis and Kafka on loopback
 
 EXTENSION = guid
-EXTVERSION = 1.3
+EXTVERSION = 1.4
 
 MODULE_big = guid
 OBJS = \
