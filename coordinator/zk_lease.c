@@ -149,22 +149,35 @@ LeaseConfigured(void)
 	return guid_node_id < 0 && guid_zookeeper != NULL && guid_zookeeper[0] != '\0';
 }
 
-static bool
-lease_check_namespace(char **newval, void **extra, GucSource source)
+/*
+ * Why a guid.namespace value is unusable, or NULL when it is fine.  It is one
+ * path component in ZooKeeper, where "." and ".." are not allowed.
+ */
+static const char *
+lease_namespace_problem(const char *value)
 {
 	const char *p;
 
-	if (*newval == NULL || (*newval)[0] == '\0' || strlen(*newval) > 100)
+	if (value == NULL || value[0] == '\0' || strlen(value) > 100)
+		return "guid.namespace must be 1 to 100 characters long.";
+	for (p = value; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-' || *p == '.'))
+			return "guid.namespace may contain only letters, digits, \"_\", \"-\" and \".\".";
+	if (strcmp(value, ".") == 0 || strcmp(value, "..") == 0)
+		return "guid.namespace cannot be \".\" or \"..\", which are not ZooKeeper path components.";
+	return NULL;
+}
+
+static bool
+lease_check_namespace(char **newval, void **extra, GucSource source)
+{
+	const char *problem = lease_namespace_problem(*newval);
+
+	if (problem)
 	{
-		GUC_check_errdetail("guid.namespace must be 1 to 100 characters long.");
+		GUC_check_errdetail("%s", problem);
 		return false;
 	}
-	for (p = *newval; *p; p++)
-		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-' || *p == '.'))
-		{
-			GUC_check_errdetail("guid.namespace may contain only letters, digits, \"_\", \"-\" and \".\".");
-			return false;
-		}
 	return true;
 }
 
@@ -174,8 +187,23 @@ lease_check_namespace(char **newval, void **extra, GucSource source)
 void
 LeaseInit(void)
 {
+	const char *namespace_value;
+
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	/*
+	 * PostgreSQL would only warn about an invalid guid.namespace in
+	 * postgresql.conf and fall back to "default": a cluster would then lease
+	 * from another namespace than the one meant.  Refuse to start instead.
+	 */
+	namespace_value = GetConfigOption("guid.namespace", true, false);
+	if (namespace_value && lease_namespace_problem(namespace_value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for parameter \"%s\": \"%s\"", "guid.namespace", namespace_value),
+				 errdetail("%s", lease_namespace_problem(namespace_value)),
+				 errhint("Correct guid.namespace in postgresql.conf and start the server again.")));
 
 	DefineCustomStringVariable("guid.zookeeper",
 							   gettext_noop("ZooKeeper connect string (host:port[,host:port...][/chroot]) to lease the node id from."),

@@ -5,7 +5,8 @@
 
 -- guid_status() shows the last errors and the ZooKeeper session id: it is
 -- for the roles that may read guid.status, not for PUBLIC (CREATE FUNCTION
--- grants EXECUTE to PUBLIC).  The view runs it with its owner's rights.
+-- grants EXECUTE to PUBLIC).  A view's caller needs EXECUTE on the functions
+-- the view calls, so pg_monitor gets it too.
 REVOKE EXECUTE ON FUNCTION guid_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION guid_status() TO pg_monitor;
 

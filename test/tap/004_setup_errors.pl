@@ -40,6 +40,16 @@ for my $bad ('1024', '-2', 'seven')
 		"guid.node_id = $bad: the log says why");
 }
 
+# --- An unusable namespace: refused at startup --------------------------------
+# "." and ".." are not ZooKeeper path components; "a/b" would be two.
+for my $bad ('..', '.', 'a/b')
+{
+	my $node = guid_node("bad_ns_" . ($bad =~ tr{./}{ds}r), conf => "guid.namespace = '$bad'\n", start => 0);
+	ok(!start_faked($node, fail_ok => 1), "guid.namespace = '$bad': the server refuses to start");
+	ok($node->log_contains(qr/invalid value for parameter "guid.namespace": "\Q$bad\E"/),
+		"guid.namespace = '$bad': the log says why");
+}
+
 # --- Corrupt reservation file: generation refuses, the server stays up -------
 my $corrupt = guid_node('corrupt', node_id => 2);
 $corrupt->safe_psql('postgres', 'SELECT guid_next()');
