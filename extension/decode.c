@@ -59,6 +59,20 @@ guid_decode(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Refuse a guid-millisecond that a guid cannot hold (-1 stands for an
+ * infinite timestamp).
+ */
+static void
+decode_check_ms(int64 ms)
+{
+	if (ms < 0 || ms > GUID_MAX_MS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range for type %s", "guid"),
+				 errdetail("A guid holds a time from 2025-01-01 00:00:00 UTC to 2094-09-07 15:47:35.551 UTC.")));
+}
+
+/*
  * guid_from_parts(created_at, node_id, sequence): the guid of that
  * millisecond (created_at rounded down), node and sequence.
  */
@@ -77,11 +91,7 @@ guid_from_parts(PG_FUNCTION_ARGS)
 
 		ms = rel >= 0 ? rel / 1000 : -((-rel + 999) / 1000);
 	}
-	if (ms < 0 || ms > GUID_MAX_MS)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range for type %s", "guid"),
-				 errdetail("A guid holds a time from 2025-01-01 00:00:00 UTC to 2094-09-07 15:47:35.551 UTC.")));
+	decode_check_ms(ms);
 
 	if (node < 0 || node > GUID_MAX_NODE)
 		ereport(ERROR,
@@ -96,4 +106,26 @@ guid_from_parts(PG_FUNCTION_ARGS)
 				 errdetail("A sequence is between 0 and %d.", (int) GUID_MAX_SEQUENCE)));
 
 	PG_RETURN_GUID(GuidPack(ms, node, sequence));
+}
+
+/*
+ * guid_from_time(ts): the smallest guid created at or after ts, that is the
+ * first guid of the first millisecond not before it.  id >= guid_from_time(ts)
+ * is therefore id >= ts, which makes it the bound of a range partition.
+ */
+PG_FUNCTION_INFO_V1(guid_from_time);
+Datum
+guid_from_time(PG_FUNCTION_ARGS)
+{
+	TimestampTz ts = PG_GETARG_TIMESTAMPTZ(0);
+	int64		ms = -1;
+
+	if (!TIMESTAMP_NOT_FINITE(ts))
+	{
+		int64		rel = ts - GUID_EPOCH_PG_USEC;
+
+		ms = rel >= 0 ? (rel + 999) / 1000 : -((-rel) / 1000);
+	}
+	decode_check_ms(ms);
+	PG_RETURN_GUID(GuidPack(ms, 0, 0));
 }

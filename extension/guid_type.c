@@ -86,33 +86,38 @@ guid_out(PG_FUNCTION_ARGS)
 	PG_RETURN_CSTRING(buf);
 }
 
-PG_FUNCTION_INFO_V1(guid_recv);
-Datum
-guid_recv(PG_FUNCTION_ARGS)
+/* A guid from a number, refusing the negative ones. */
+static guid
+guid_from_number(int64 value)
 {
-	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
-	int64		value = pq_getmsgint64(buf);
-
 	if (value < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("value \"" INT64_FORMAT "\" is out of range for type %s",
 						value, "guid"),
 				 errdetail("A guid is never negative.")));
-	PG_RETURN_GUID(value);
+	return value;
+}
+
+PG_FUNCTION_INFO_V1(guid_recv);
+Datum
+guid_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+
+	PG_RETURN_GUID(guid_from_number(pq_getmsgint64(buf)));
 }
 
 PG_FUNCTION_INFO_V1(guid_from_bigint);
 Datum
 guid_from_bigint(PG_FUNCTION_ARGS)
 {
-	int64		value = PG_GETARG_INT64(0);
+	PG_RETURN_GUID(guid_from_number(PG_GETARG_INT64(0)));
+}
 
-	if (value < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("value \"" INT64_FORMAT "\" is out of range for type %s",
-						value, "guid"),
-				 errdetail("A guid is never negative.")));
-	PG_RETURN_GUID(value);
+PG_FUNCTION_INFO_V1(guid_from_int4);
+Datum
+guid_from_int4(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_GUID(guid_from_number(PG_GETARG_INT32(0)));
 }

@@ -15,3 +15,220 @@ GRANT EXECUTE ON FUNCTION guid_status() TO pg_monitor;
 ALTER FUNCTION guid_next(text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION guid_next(text, text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION guid_next(text, text[]) SET search_path = pg_catalog, pg_temp;
+
+--------------------------------------------------------------------------
+-- guid against bigint: WHERE id = 251831565259141120, and a bigint parameter
+-- from a driver, as index scans.  A guid is a non-negative int8 and guid
+-- order is int8 order, so core's int8 functions compare and hash both, and
+-- the hash of a guid is the hash of the same bigint.
+--------------------------------------------------------------------------
+
+CREATE FUNCTION guid_eq_bigint(guid, bigint) RETURNS bool
+	AS 'int8eq' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid_ne_bigint(guid, bigint) RETURNS bool
+	AS 'int8ne' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid_lt_bigint(guid, bigint) RETURNS bool
+	AS 'int8lt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid_le_bigint(guid, bigint) RETURNS bool
+	AS 'int8le' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid_gt_bigint(guid, bigint) RETURNS bool
+	AS 'int8gt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid_ge_bigint(guid, bigint) RETURNS bool
+	AS 'int8ge' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid_cmp_bigint(guid, bigint) RETURNS int4
+	AS 'btint8cmp' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+
+CREATE FUNCTION bigint_eq_guid(bigint, guid) RETURNS bool
+	AS 'int8eq' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION bigint_ne_guid(bigint, guid) RETURNS bool
+	AS 'int8ne' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION bigint_lt_guid(bigint, guid) RETURNS bool
+	AS 'int8lt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION bigint_le_guid(bigint, guid) RETURNS bool
+	AS 'int8le' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION bigint_gt_guid(bigint, guid) RETURNS bool
+	AS 'int8gt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION bigint_ge_guid(bigint, guid) RETURNS bool
+	AS 'int8ge' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION bigint_cmp_guid(bigint, guid) RETURNS int4
+	AS 'btint8cmp' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+
+CREATE OPERATOR = (
+	LEFTARG = guid, RIGHTARG = bigint, FUNCTION = guid_eq_bigint,
+	COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES
+);
+CREATE OPERATOR <> (
+	LEFTARG = guid, RIGHTARG = bigint, FUNCTION = guid_ne_bigint,
+	COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel
+);
+CREATE OPERATOR < (
+	LEFTARG = guid, RIGHTARG = bigint, FUNCTION = guid_lt_bigint,
+	COMMUTATOR = >, NEGATOR = >=, RESTRICT = scalarltsel, JOIN = scalarltjoinsel
+);
+CREATE OPERATOR <= (
+	LEFTARG = guid, RIGHTARG = bigint, FUNCTION = guid_le_bigint,
+	COMMUTATOR = >=, NEGATOR = >, RESTRICT = scalarlesel, JOIN = scalarlejoinsel
+);
+CREATE OPERATOR > (
+	LEFTARG = guid, RIGHTARG = bigint, FUNCTION = guid_gt_bigint,
+	COMMUTATOR = <, NEGATOR = <=, RESTRICT = scalargtsel, JOIN = scalargtjoinsel
+);
+CREATE OPERATOR >= (
+	LEFTARG = guid, RIGHTARG = bigint, FUNCTION = guid_ge_bigint,
+	COMMUTATOR = <=, NEGATOR = <, RESTRICT = scalargesel, JOIN = scalargejoinsel
+);
+CREATE OPERATOR = (
+	LEFTARG = bigint, RIGHTARG = guid, FUNCTION = bigint_eq_guid,
+	COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES
+);
+CREATE OPERATOR <> (
+	LEFTARG = bigint, RIGHTARG = guid, FUNCTION = bigint_ne_guid,
+	COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel
+);
+CREATE OPERATOR < (
+	LEFTARG = bigint, RIGHTARG = guid, FUNCTION = bigint_lt_guid,
+	COMMUTATOR = >, NEGATOR = >=, RESTRICT = scalarltsel, JOIN = scalarltjoinsel
+);
+CREATE OPERATOR <= (
+	LEFTARG = bigint, RIGHTARG = guid, FUNCTION = bigint_le_guid,
+	COMMUTATOR = >=, NEGATOR = >, RESTRICT = scalarlesel, JOIN = scalarlejoinsel
+);
+CREATE OPERATOR > (
+	LEFTARG = bigint, RIGHTARG = guid, FUNCTION = bigint_gt_guid,
+	COMMUTATOR = <, NEGATOR = <=, RESTRICT = scalargtsel, JOIN = scalargtjoinsel
+);
+CREATE OPERATOR >= (
+	LEFTARG = bigint, RIGHTARG = guid, FUNCTION = bigint_ge_guid,
+	COMMUTATOR = <=, NEGATOR = <, RESTRICT = scalargesel, JOIN = scalargejoinsel
+);
+
+-- A btree family is one total order over all of its types, and the planner
+-- compares any two of its types' bounds with each other.  With bigint in
+-- guid_ops, bigint must also compare with timestamptz, the way a guid of
+-- the same value does (the embedding in extension/guid_ops.c extends to
+-- negative numbers).  Those two operators live in schema guid, out of
+-- everyone's search_path: `some_bigint < now()` must not start to mean
+-- something in the databases that install guid.
+CREATE FUNCTION guid.bigint_cmp_timestamptz(bigint, timestamptz) RETURNS int4
+	AS 'MODULE_PATHNAME', 'guid_cmp_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.bigint_eq_timestamptz(bigint, timestamptz) RETURNS bool
+	AS 'MODULE_PATHNAME', 'guid_eq_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.bigint_ne_timestamptz(bigint, timestamptz) RETURNS bool
+	AS 'MODULE_PATHNAME', 'guid_ne_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.bigint_lt_timestamptz(bigint, timestamptz) RETURNS bool
+	AS 'MODULE_PATHNAME', 'guid_lt_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.bigint_le_timestamptz(bigint, timestamptz) RETURNS bool
+	AS 'MODULE_PATHNAME', 'guid_le_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.bigint_gt_timestamptz(bigint, timestamptz) RETURNS bool
+	AS 'MODULE_PATHNAME', 'guid_gt_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.bigint_ge_timestamptz(bigint, timestamptz) RETURNS bool
+	AS 'MODULE_PATHNAME', 'guid_ge_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.timestamptz_cmp_bigint(timestamptz, bigint) RETURNS int4
+	AS 'MODULE_PATHNAME', 'timestamptz_cmp_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.timestamptz_eq_bigint(timestamptz, bigint) RETURNS bool
+	AS 'MODULE_PATHNAME', 'timestamptz_eq_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.timestamptz_ne_bigint(timestamptz, bigint) RETURNS bool
+	AS 'MODULE_PATHNAME', 'timestamptz_ne_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.timestamptz_lt_bigint(timestamptz, bigint) RETURNS bool
+	AS 'MODULE_PATHNAME', 'timestamptz_lt_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.timestamptz_le_bigint(timestamptz, bigint) RETURNS bool
+	AS 'MODULE_PATHNAME', 'timestamptz_le_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.timestamptz_gt_bigint(timestamptz, bigint) RETURNS bool
+	AS 'MODULE_PATHNAME', 'timestamptz_gt_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION guid.timestamptz_ge_bigint(timestamptz, bigint) RETURNS bool
+	AS 'MODULE_PATHNAME', 'timestamptz_ge_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+
+CREATE OPERATOR guid.= (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_eq_timestamptz,
+	COMMUTATOR = OPERATOR(guid.=), NEGATOR = OPERATOR(guid.<>));
+CREATE OPERATOR guid.<> (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_ne_timestamptz,
+	COMMUTATOR = OPERATOR(guid.<>), NEGATOR = OPERATOR(guid.=));
+CREATE OPERATOR guid.< (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_lt_timestamptz,
+	COMMUTATOR = OPERATOR(guid.>), NEGATOR = OPERATOR(guid.>=));
+CREATE OPERATOR guid.<= (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_le_timestamptz,
+	COMMUTATOR = OPERATOR(guid.>=), NEGATOR = OPERATOR(guid.>));
+CREATE OPERATOR guid.> (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_gt_timestamptz,
+	COMMUTATOR = OPERATOR(guid.<), NEGATOR = OPERATOR(guid.<=));
+CREATE OPERATOR guid.>= (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_ge_timestamptz,
+	COMMUTATOR = OPERATOR(guid.<=), NEGATOR = OPERATOR(guid.<));
+CREATE OPERATOR guid.= (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_eq_bigint,
+	COMMUTATOR = OPERATOR(guid.=), NEGATOR = OPERATOR(guid.<>));
+CREATE OPERATOR guid.<> (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_ne_bigint,
+	COMMUTATOR = OPERATOR(guid.<>), NEGATOR = OPERATOR(guid.=));
+CREATE OPERATOR guid.< (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_lt_bigint,
+	COMMUTATOR = OPERATOR(guid.>), NEGATOR = OPERATOR(guid.>=));
+CREATE OPERATOR guid.<= (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_le_bigint,
+	COMMUTATOR = OPERATOR(guid.>=), NEGATOR = OPERATOR(guid.>));
+CREATE OPERATOR guid.> (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_gt_bigint,
+	COMMUTATOR = OPERATOR(guid.<), NEGATOR = OPERATOR(guid.<=));
+CREATE OPERATOR guid.>= (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_ge_bigint,
+	COMMUTATOR = OPERATOR(guid.<=), NEGATOR = OPERATOR(guid.<));
+
+ALTER OPERATOR FAMILY guid_ops USING btree ADD
+	OPERATOR 1 < (guid, bigint),
+	OPERATOR 2 <= (guid, bigint),
+	OPERATOR 3 = (guid, bigint),
+	OPERATOR 4 >= (guid, bigint),
+	OPERATOR 5 > (guid, bigint),
+	FUNCTION 1 (guid, bigint) guid_cmp_bigint(guid, bigint),
+	OPERATOR 1 < (bigint, guid),
+	OPERATOR 2 <= (bigint, guid),
+	OPERATOR 3 = (bigint, guid),
+	OPERATOR 4 >= (bigint, guid),
+	OPERATOR 5 > (bigint, guid),
+	FUNCTION 1 (bigint, guid) bigint_cmp_guid(bigint, guid),
+	OPERATOR 1 pg_catalog.< (bigint, bigint),
+	OPERATOR 2 pg_catalog.<= (bigint, bigint),
+	OPERATOR 3 pg_catalog.= (bigint, bigint),
+	OPERATOR 4 pg_catalog.>= (bigint, bigint),
+	OPERATOR 5 pg_catalog.> (bigint, bigint),
+	FUNCTION 1 (bigint, bigint) pg_catalog.btint8cmp(bigint, bigint),
+	FUNCTION 2 (bigint, bigint) pg_catalog.btint8sortsupport(internal),
+	OPERATOR 1 guid.< (bigint, timestamptz),
+	OPERATOR 2 guid.<= (bigint, timestamptz),
+	OPERATOR 3 guid.= (bigint, timestamptz),
+	OPERATOR 4 guid.>= (bigint, timestamptz),
+	OPERATOR 5 guid.> (bigint, timestamptz),
+	FUNCTION 1 (bigint, timestamptz) guid.bigint_cmp_timestamptz(bigint, timestamptz),
+	OPERATOR 1 guid.< (timestamptz, bigint),
+	OPERATOR 2 guid.<= (timestamptz, bigint),
+	OPERATOR 3 guid.= (timestamptz, bigint),
+	OPERATOR 4 guid.>= (timestamptz, bigint),
+	OPERATOR 5 guid.> (timestamptz, bigint),
+	FUNCTION 1 (timestamptz, bigint) guid.timestamptz_cmp_bigint(timestamptz, bigint);
+
+ALTER OPERATOR FAMILY guid_hash_ops USING hash ADD
+	OPERATOR 1 = (guid, bigint),
+	OPERATOR 1 = (bigint, guid),
+	OPERATOR 1 pg_catalog.= (bigint, bigint),
+	FUNCTION 1 (bigint, bigint) pg_catalog.hashint8(bigint),
+	FUNCTION 2 (bigint, bigint) pg_catalog.hashint8extended(bigint, bigint);
+
+-- BRIN minmax answers time ranges and bigint bounds too: brin_minmax
+-- looks the cross-type operators up in the family by their right-hand type.
+ALTER OPERATOR FAMILY guid_minmax_ops USING brin ADD
+	OPERATOR 1 < (guid, timestamptz),
+	OPERATOR 2 <= (guid, timestamptz),
+	OPERATOR 3 = (guid, timestamptz),
+	OPERATOR 4 >= (guid, timestamptz),
+	OPERATOR 5 > (guid, timestamptz),
+	OPERATOR 1 < (guid, bigint),
+	OPERATOR 2 <= (guid, bigint),
+	OPERATOR 3 = (guid, bigint),
+	OPERATOR 4 >= (guid, bigint),
+	OPERATOR 5 > (guid, bigint);
+
+--------------------------------------------------------------------------
+-- From numbers and times to guids.
+--------------------------------------------------------------------------
+
+-- 5::guid, like 5::bigint::guid (a negative number is out of range).
+CREATE FUNCTION guid_from_int4(integer) RETURNS guid
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (integer AS guid) WITH FUNCTION guid_from_int4(integer);
+
+-- The smallest guid created at or after ts: id >= guid_from_time(ts) is
+-- id >= ts.  For range partition bounds, which must be of the key's type.
+CREATE FUNCTION guid_from_time(timestamptz) RETURNS guid
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION guid_from_time(timestamptz) IS 'the smallest guid created at or after a time: for partition bounds';
+CREATE CAST (timestamptz AS guid) WITH FUNCTION guid_from_time(timestamptz);

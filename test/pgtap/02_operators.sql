@@ -79,7 +79,7 @@ SELECT is(
 	5::bigint, 'the btree family holds the five guid/timestamptz operators');
 SELECT is(
 	(SELECT amproc::text FROM pg_amproc p JOIN pg_opfamily f ON f.oid = p.amprocfamily
-	 WHERE f.opfname = 'guid_hash_ops' AND p.amprocnum = 2),
+	 WHERE f.opfname = 'guid_hash_ops' AND p.amprocnum = 2 AND p.amproclefttype = 'guid'::regtype),
 	'guid_hash_extended', 'the hash family has the extended 64-bit hash');
 SELECT is(guid_hash_extended('12345', 0), hashint8extended(12345, 0), 'extended hash matches bigint''s');
 SELECT is((SELECT row(min(id), max(id))::text FROM (VALUES ('10'::guid), ('2'), ('9223372036854775807')) v(id)),

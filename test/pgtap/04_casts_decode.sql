@@ -51,7 +51,8 @@ SELECT is(
 	(SELECT string_agg(c, ' ' ORDER BY c) FROM
 		(SELECT format_type(castsource, NULL) || '->' || format_type(casttarget, NULL) || ':' || castcontext::text AS c
 		 FROM pg_cast WHERE castsource = 'guid'::regtype OR casttarget = 'guid'::regtype) s),
-	'bigint->guid:e guid->bigint:e guid->timestamp with time zone:e', 'all casts are explicit');
+	'bigint->guid:e guid->bigint:e guid->timestamp with time zone:e integer->guid:e timestamp with time zone->guid:e',
+	'all casts are explicit');
 CREATE TEMP TABLE cast_target (id guid);
 SELECT throws_ok($$INSERT INTO cast_target VALUES (5::bigint)$$, '42804', NULL,
 	'a bigint is not silently assigned to a guid column');

@@ -1,6 +1,6 @@
 -- The upgrade chain: install the first release, update to the current one.
 BEGIN;
-SELECT plan(13);
+SELECT plan(15);
 
 DROP EXTENSION guid CASCADE;
 CREATE EXTENSION guid VERSION '1.0';
@@ -29,6 +29,9 @@ SELECT is((SELECT count(*) FROM information_schema.columns WHERE table_schema = 
 SELECT is((SELECT publisher_state FROM guid.status), NULL, 'without guid.kafka_brokers the publisher columns are null');
 SELECT is((SELECT zookeeper_state FROM guid.status), NULL, 'in standalone mode the lease columns are null');
 SELECT is((SELECT count(*) FROM upgrade_keep), 1::bigint, 'data in guid columns survives the update');
+SELECT has_function('guid_from_time', ARRAY['timestamp with time zone'], '1.4 adds guid_from_time(timestamptz)');
+SELECT ok(EXISTS (SELECT 1 FROM pg_operator WHERE oprname = '=' AND oprleft = 'guid'::regtype AND oprright = 'bigint'::regtype),
+	'1.4 adds guid = bigint');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -8,7 +8,7 @@
 -- The seed is random and printed in every description, so a failure can be
 -- replayed with SELECT setseed(<seed>).
 BEGIN;
-SELECT plan(16);
+SELECT plan(17);
 
 CREATE TEMP TABLE seed AS SELECT round(random()::numeric * 2 - 1, 6)::float8 AS s;
 SELECT setseed((SELECT s FROM seed));
@@ -49,33 +49,63 @@ END
 $$;
 
 --------------------------------------------------------------------------
--- The laws, over every pair and triple of 140 random values of both types.
+-- The laws, over every pair and triple of 180 random values of the
+-- family's three types: guid, bigint (the same order as guid, negative
+-- numbers included) and timestamptz.
 --------------------------------------------------------------------------
 
-CREATE TEMP TABLE v (i int PRIMARY KEY, g guid, t timestamptz);
-INSERT INTO v SELECT i, pg_temp.rand_guid(), NULL FROM generate_series(1, 70) i;
-INSERT INTO v SELECT i, NULL, pg_temp.rand_ts() FROM generate_series(71, 140) i;
+-- A random bigint: a guid's value, or one that no guid has.
+CREATE FUNCTION pg_temp.rand_bigint() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+	r float8 := random();
+BEGIN
+	IF r < 0.05 THEN RETURN -1; END IF;
+	IF r < 0.10 THEN RETURN -(1::bigint << 22); END IF;
+	IF r < 0.13 THEN RETURN -9223372036854775808; END IF;
+	IF r < 0.16 THEN RETURN 9223372036854775807; END IF;
+	IF r < 0.20 THEN RETURN 0; END IF;
+	RETURN pg_temp.rand_guid()::bigint;
+END
+$$;
 
--- Every operator of the family and its support function, on each pair.
-CREATE TEMP TABLE p AS
-SELECT a.i AS a, b.i AS b,
-	CASE WHEN a.g IS NOT NULL AND b.g IS NOT NULL THEN a.g < b.g
-		 WHEN a.g IS NOT NULL THEN a.g < b.t WHEN b.g IS NOT NULL THEN a.t < b.g ELSE a.t < b.t END AS lt,
-	CASE WHEN a.g IS NOT NULL AND b.g IS NOT NULL THEN a.g <= b.g
-		 WHEN a.g IS NOT NULL THEN a.g <= b.t WHEN b.g IS NOT NULL THEN a.t <= b.g ELSE a.t <= b.t END AS le,
-	CASE WHEN a.g IS NOT NULL AND b.g IS NOT NULL THEN a.g = b.g
-		 WHEN a.g IS NOT NULL THEN a.g = b.t WHEN b.g IS NOT NULL THEN a.t = b.g ELSE a.t = b.t END AS eq,
-	CASE WHEN a.g IS NOT NULL AND b.g IS NOT NULL THEN a.g <> b.g
-		 WHEN a.g IS NOT NULL THEN a.g <> b.t WHEN b.g IS NOT NULL THEN a.t <> b.g ELSE a.t <> b.t END AS ne,
-	CASE WHEN a.g IS NOT NULL AND b.g IS NOT NULL THEN a.g >= b.g
-		 WHEN a.g IS NOT NULL THEN a.g >= b.t WHEN b.g IS NOT NULL THEN a.t >= b.g ELSE a.t >= b.t END AS ge,
-	CASE WHEN a.g IS NOT NULL AND b.g IS NOT NULL THEN a.g > b.g
-		 WHEN a.g IS NOT NULL THEN a.g > b.t WHEN b.g IS NOT NULL THEN a.t > b.g ELSE a.t > b.t END AS gt,
-	sign(CASE WHEN a.g IS NOT NULL AND b.g IS NOT NULL THEN guid_cmp(a.g, b.g)
-		 WHEN a.g IS NOT NULL THEN guid_cmp_timestamptz(a.g, b.t)
-		 WHEN b.g IS NOT NULL THEN timestamptz_cmp_guid(a.t, b.g)
-		 ELSE timestamptz_cmp(a.t, b.t) END) AS c
-FROM v a CROSS JOIN v b;
+CREATE TEMP TABLE v (i int PRIMARY KEY, k "char" NOT NULL, g guid, b bigint, t timestamptz);
+INSERT INTO v SELECT i, 'g', pg_temp.rand_guid(), NULL, NULL FROM generate_series(1, 60) i;
+INSERT INTO v SELECT i, 'b', NULL, pg_temp.rand_bigint(), NULL FROM generate_series(61, 100) i;
+INSERT INTO v SELECT i, 't', NULL, NULL, pg_temp.rand_ts() FROM generate_series(101, 180) i;
+
+-- Every operator of the family and its support function, on each pair: the
+-- query is written out for the nine pairs of types.  The bigint/timestamptz
+-- operators live in schema guid.
+DO $$
+DECLARE
+	ops text[] := ARRAY['<', '<=', '=', '<>', '>=', '>'];
+	names text[] := ARRAY['lt', 'le', 'eq', 'ne', 'ge', 'gt'];
+	cmp jsonb := '{"gg": "guid_cmp", "gb": "guid_cmp_bigint", "bg": "bigint_cmp_guid",
+				   "bb": "btint8cmp", "gt": "guid_cmp_timestamptz", "tg": "timestamptz_cmp_guid",
+				   "bt": "guid.bigint_cmp_timestamptz", "tb": "guid.timestamptz_cmp_bigint",
+				   "tt": "timestamptz_cmp"}';
+	pairs text[] := ARRAY['gg', 'gb', 'bg', 'bb', 'gt', 'tg', 'bt', 'tb', 'tt'];
+	q text := 'CREATE TEMP TABLE p AS SELECT a.i AS a, b.i AS b';
+	arm text;
+	pr text;
+BEGIN
+	FOR n IN 1 .. 6 LOOP
+		arm := '';
+		FOREACH pr IN ARRAY pairs LOOP
+			arm := arm || format(' WHEN %L THEN a.%s %s b.%s', pr, substr(pr, 1, 1),
+								 CASE WHEN pr IN ('bt', 'tb') THEN 'OPERATOR(guid.' || ops[n] || ')' ELSE ops[n] END,
+								 substr(pr, 2, 1));
+		END LOOP;
+		q := q || format(', CASE a.k::text || b.k::text %s END AS %s', arm, names[n]);
+	END LOOP;
+	arm := '';
+	FOREACH pr IN ARRAY pairs LOOP
+		arm := arm || format(' WHEN %L THEN %s(a.%s, b.%s)', pr, cmp ->> pr, substr(pr, 1, 1), substr(pr, 2, 1));
+	END LOOP;
+	q := q || format(', sign(CASE a.k::text || b.k::text %s END) AS c FROM v a CROSS JOIN v b', arm);
+	EXECUTE q;
+END
+$$;
 CREATE INDEX ON p (a);
 CREATE INDEX ON p (b);
 ANALYZE p;
@@ -96,8 +126,13 @@ SELECT is((SELECT count(*) FROM p x JOIN p y ON y.a = x.b JOIN p z ON z.a = x.a 
 			  OR (x.le AND y.lt AND NOT z.lt)), 0::bigint,
 	'=, <= and < are transitive over every triple, across types (' || pg_temp.seed() || ')');
 SELECT ok((SELECT count(*) FROM p JOIN v a ON a.i = p.a JOIN v b ON b.i = p.b
-		   WHERE p.eq AND a.g IS NOT NULL AND b.t IS NOT NULL) > 0,
-	'the sample holds guids equal to timestamps (' || pg_temp.seed() || ')');
+		   WHERE p.eq AND a.g IS NOT NULL AND b.t IS NOT NULL) > 0
+	   AND (SELECT count(*) FROM p JOIN v a ON a.i = p.a JOIN v b ON b.i = p.b
+			WHERE p.eq AND a.b IS NOT NULL AND b.t IS NOT NULL) > 0,
+	'the sample holds guids and bigints equal to timestamps (' || pg_temp.seed() || ')');
+SELECT is((SELECT count(*) FROM p JOIN v a ON a.i = p.a JOIN v b ON b.i = p.b
+		   WHERE a.k = 'g' AND b.k = 'b' AND (p.c <> CASE WHEN a.g::bigint < b.b THEN -1 WHEN a.g::bigint = b.b THEN 0 ELSE 1 END)), 0::bigint,
+	'guid against bigint is bigint order (' || pg_temp.seed() || ')');
 
 -- What the cross-type operators mean.
 SELECT is((SELECT count(*) FROM v a CROSS JOIN v b
@@ -135,9 +170,14 @@ INSERT INTO events	-- a background of an hour either side, so the index is worth
 ANALYZE events;
 
 -- A random literal of either type, and a random comparison.
-CREATE FUNCTION pg_temp.rand_lit() RETURNS text LANGUAGE sql AS $$
-	SELECT CASE WHEN random() < 0.7 THEN quote_literal(pg_temp.rand_ts()::text) || '::timestamptz'
-				ELSE quote_literal(pg_temp.rand_guid()::text) || '::guid' END
+CREATE FUNCTION pg_temp.rand_lit() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	r float8 := random();
+BEGIN
+	IF r < 0.6 THEN RETURN quote_literal(pg_temp.rand_ts()::text) || '::timestamptz'; END IF;
+	IF r < 0.8 THEN RETURN quote_literal(pg_temp.rand_bigint()::text) || '::bigint'; END IF;
+	RETURN quote_literal(pg_temp.rand_guid()::text) || '::guid';
+END
 $$;
 CREATE FUNCTION pg_temp.rand_op() RETURNS text LANGUAGE sql AS $$
 	SELECT (ARRAY['<', '<=', '=', '>=', '>'])[1 + floor(random() * 5)::int]
