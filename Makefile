@@ -36,6 +36,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies (unless PostgreSQL was configured with
+# --enable-depend): rebuild every object when a header changes, so that no
+# object is left with another idea of a shared struct's layout.
+$(OBJS): $(wildcard include/*.h)
+
 # One version, here: the control file and the install script must agree.
 ifneq ($(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control),$(EXTVERSION))
 $(error $(EXTENSION).control default_version differs from EXTVERSION $(EXTVERSION))

@@ -123,6 +123,7 @@ GuidWorkerMain(Datum main_arg)
 		}
 
 		worker_maintain_reservation();
+		GuidSampleClock();
 
 		MemoryContextSwitchTo(old_cxt);
 		MemoryContextReset(loop_cxt);

@@ -412,6 +412,7 @@ zk_pump(long max_ms)
 	if (rc & WL_LATCH_SET)
 		ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
+	GuidSampleClock();
 	if (ConfigReloadPending)
 	{
 		ConfigReloadPending = false;

@@ -35,7 +35,7 @@
  * reserve_lock; it never waits for the worker, so a dead worker costs
  * speed, not availability.
  *
- * Locking rules: state, reserved_ms, mode, wall_high and the counters are
+ * Locking rules: state, reserved_ms, mode and the counters are
  * atomics.  reserved_ms only grows, and only under reserve_lock, after the
  * file is durable.  last_error is protected by the spinlock mutex.  Each
  * backend's issued counter is written only by that backend.
@@ -327,7 +327,6 @@ generator_shmem_startup(void)
 		pg_atomic_init_u64(&gs->reserve_waits, 0);
 		pg_atomic_init_u64(&gs->reserve_writes, 0);
 		pg_atomic_init_u32(&gs->worker_pgprocno, INVALID_PGPROCNO);
-		pg_atomic_init_u64(&gs->wall_high, (uint64) Max(GuidWallClockMs(), 0));
 		pg_atomic_init_u32(&gs->reserve_wanted, 0);
 		pg_atomic_init_u64(&gs->lease_deadline, 0);
 		pg_atomic_init_u64(&gs->last_ack, 0);
@@ -391,6 +390,45 @@ GuidWallClockMs(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64) ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - GUID_EPOCH_UNIX_MS;
+}
+
+/*
+ * GuidSampleClock: (coordinator only) count a backward step of the system
+ * clock for guid.status.
+ *
+ * A step moves the wall clock against the monotonic clock; drift and slewing
+ * move it by microseconds between two samples.  So the worker compares the
+ * offset between the two clocks with the one it saw last, and counts a drop
+ * of more than CLOCK_STEP_TOLERANCE_MS.  Backends do not count: one that read
+ * the clock and was then descheduled would hold an old reading and see a
+ * "step" that never happened.  A sample whose two monotonic readings lie
+ * more than a millisecond apart (the worker itself was descheduled between
+ * them) is not trusted.  The generator never relies on this count.
+ */
+void
+GuidSampleClock(void)
+{
+	static bool have_offset = false;
+	static int64 last_offset_us;
+	struct timespec before;
+	struct timespec wall;
+	struct timespec after;
+	int64		before_us;
+	int64		after_us;
+	int64		offset_us;
+
+	clock_gettime(CLOCK_MONOTONIC, &before);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	clock_gettime(CLOCK_MONOTONIC, &after);
+	before_us = (int64) before.tv_sec * 1000000 + before.tv_nsec / 1000;
+	after_us = (int64) after.tv_sec * 1000000 + after.tv_nsec / 1000;
+	if (after_us - before_us > 1000)
+		return;
+	offset_us = (int64) wall.tv_sec * 1000000 + wall.tv_nsec / 1000 - before_us;
+	if (have_offset && offset_us < last_offset_us - CLOCK_STEP_TOLERANCE_MS * 1000)
+		pg_atomic_fetch_add_u64(&GuidState->clock_steps, 1);
+	last_offset_us = offset_us;
+	have_offset = true;
 }
 
 /* GuidSetLastError: remember msg for guid.status. */
@@ -689,19 +727,6 @@ generator_wait_for_worker(int64 next_ms, bool *waiting, instr_time *wait_start)
 	CHECK_FOR_INTERRUPTS();
 }
 
-/* Count a wall clock seen stepping backwards (advisory, for guid.status). */
-static inline void
-generator_track_wall(int64 wall)
-{
-	uint64		high = pg_atomic_read_u64(&GuidState->wall_high);
-
-	if (wall > (int64) high)
-		(void) pg_atomic_compare_exchange_u64(&GuidState->wall_high, &high, (uint64) wall);
-	else if (wall + CLOCK_STEP_TOLERANCE_MS < (int64) high &&
-			 pg_atomic_compare_exchange_u64(&GuidState->wall_high, &high, (uint64) Max(wall, 0)))
-		pg_atomic_fetch_add_u64(&GuidState->clock_steps, 1);
-}
-
 static inline void
 generator_count_issued(void)
 {
@@ -767,8 +792,6 @@ GuidNext(void)
 		}
 		else if (unlikely(mode != GUID_MODE_STANDALONE))
 			generator_refuse((GuidMode) mode);
-
-		generator_track_wall(wall);
 
 		if (wall > ms)
 		{

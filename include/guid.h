@@ -215,8 +215,6 @@ typedef struct GuidShared
 	pg_atomic_uint32 worker_pgprocno;	/* worker's latch owner, or
 										 * INVALID_PGPROCNO; only the worker
 										 * writes it */
-	pg_atomic_uint64 wall_high; /* highest wall clock ms seen; CAS, advisory
-								 * (for counting clock steps only) */
 	pg_atomic_uint32 reserve_wanted;	/* a backend asked the worker to
 										 * extend the reservation; set by
 										 * backends, cleared by the worker */
@@ -228,7 +226,8 @@ typedef struct GuidShared
 									 * counter slot */
 	pg_atomic_uint64 borrowed_ms;	/* times a full millisecond moved to the
 									 * next one */
-	pg_atomic_uint64 clock_steps;	/* wall clock seen stepping backwards */
+	pg_atomic_uint64 clock_steps;	/* wall clock seen stepping backwards;
+									 * only the coordinator adds to it */
 	pg_atomic_uint64 clock_waits;	/* calls that waited for the clock */
 	pg_atomic_uint64 reserve_waits; /* calls that wrote the reservation
 									 * themselves */
@@ -280,6 +279,7 @@ extern int	guid_max_clock_wait;	/* ms */
 extern void GeneratorInit(void);
 extern guid GuidNext(void);
 extern int64 GuidWallClockMs(void);
+extern void GuidSampleClock(void);
 extern void GuidRequirePreloaded(void);
 extern bool GuidExtendReservation(int64 need_ms, int elevel);
 extern int64 GuidReservationTarget(void);

@@ -104,5 +104,20 @@ is( $node->safe_psql('postgres',
 		  . '(SELECT u FROM ub ORDER BY u LIMIT 1) < (SELECT u FROM ua ORDER BY u DESC LIMIT 1)'),
 	't', 'the UUID ranges interleave');
 
+# Twelve backends on two cores, and no clock step: none may be counted.
+# (Counted by backends, a descheduled one's old clock reading looked like
+# a step back.)
+my $steps = $node->safe_psql('postgres', 'SELECT clock_steps FROM guid.status');
+my $script = $node->basedir . '/next.sql';
+PostgreSQL::Test::Utils::append_to_file($script, "SELECT guid_next();\n");
+my ($bench_out, $bench_err) = ('', '');
+IPC::Run::run([ 'pgbench', '-n', '-c', '12', '-j', '2', '-t', '20000', '-f', $script,
+		'-h', $node->host, '-p', $node->port, 'postgres' ],
+	'>', \$bench_out, '2>', \$bench_err)
+  or diag $bench_err;
+like($bench_out, qr/number of transactions actually processed: 240000/, '12 backends issued 240,000 IDs');
+is($node->safe_psql('postgres', 'SELECT clock_steps FROM guid.status'), $steps,
+	'... and no clock step is counted where there was none');
+
 $node->stop;
 done_testing();
