@@ -4,7 +4,7 @@
  *		The guid bit layout, its pack/unpack helpers, the shared generator
  *		state, and the prototypes that extension/ and coordinator/ share.
  *
- * Layout of a guid (DESIGN.md section 1):
+ * Layout of a guid (README.md, "The ID"):
  *
  *	 63  62                              22 21        12 11          0
  *	+---+----------------------------------+------------+-------------+
