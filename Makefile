@@ -12,6 +12,7 @@ EXTVERSION = 1.4
 MODULE_big = guid
 OBJS = \
 	extension/guid.o \
+	extension/settings.o \
 	extension/guid_type.o \
 	extension/guid_ops.o \
 	extension/decode.o \

@@ -187,23 +187,8 @@ lease_check_namespace(char **newval, void **extra, GucSource source)
 void
 LeaseInit(void)
 {
-	const char *namespace_value;
-
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	/*
-	 * PostgreSQL would only warn about an invalid guid.namespace in
-	 * postgresql.conf and fall back to "default": a cluster would then lease
-	 * from another namespace than the one meant.  Refuse to start instead.
-	 */
-	namespace_value = GetConfigOption("guid.namespace", true, false);
-	if (namespace_value && lease_namespace_problem(namespace_value))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value for parameter \"%s\": \"%s\"", "guid.namespace", namespace_value),
-				 errdetail("%s", lease_namespace_problem(namespace_value)),
-				 errhint("Correct guid.namespace in postgresql.conf and start the server again.")));
 
 	DefineCustomStringVariable("guid.zookeeper",
 							   gettext_noop("ZooKeeper connect string (host:port[,host:port...][/chroot]) to lease the node id from."),

@@ -92,28 +92,6 @@ static void generator_shmem_startup(void);
 static void generator_wake_worker(void);
 
 /*
- * Refuse an out-of-range guid.node_id at server start.  PostgreSQL would
- * only warn about it and fall back to the default; for a setting whose
- * mistake means duplicate IDs, starting is the wrong answer.
- */
-static void
-generator_check_node_id_setting(void)
-{
-	const char *value = GetConfigOption("guid.node_id", true, false);
-	int			node;
-
-	if (value == NULL)
-		return;
-	if (!parse_int(value, &node, 0, NULL) || node < -1 || node > GUID_MAX_NODE)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value for parameter \"%s\": \"%s\"", "guid.node_id", value),
-				 errdetail("guid.node_id is a node id between 0 and %d, or -1 to lease one from ZooKeeper.",
-						   (int) GUID_MAX_NODE),
-				 errhint("Correct guid.node_id in postgresql.conf and start the server again.")));
-}
-
-/*
  * GeneratorInit: define the generator's settings and, when preloaded,
  * request its shared memory.
  */
@@ -126,7 +104,6 @@ GeneratorInit(void)
 	 */
 	if (process_shared_preload_libraries_in_progress)
 	{
-		generator_check_node_id_setting();
 		DefineCustomIntVariable("guid.node_id",
 								gettext_noop("Node id of this cluster (0..1023), or -1 to lease one from ZooKeeper."),
 								gettext_noop("Every cluster of a namespace must have a different node id."),

@@ -26,12 +26,14 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	GuidSettingsCapture();
 	GeneratorInit();
 	LeaseInit();
 	IdempotentInit();
 	RedisInit();
 	WorkerInit();
 	PublisherInit();
+	GuidSettingsEnforce();
 
 	MarkGUCPrefixReserved("guid");
 }

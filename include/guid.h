@@ -280,6 +280,10 @@ extern void GeneratorInit(void);
 extern guid GuidNext(void);
 extern int64 GuidWallClockMs(void);
 extern void GuidSampleClock(void);
+
+/* settings.c: restart-only settings are strict */
+extern void GuidSettingsCapture(void);
+extern void GuidSettingsEnforce(void);
 extern void GuidRequirePreloaded(void);
 extern bool GuidExtendReservation(int64 need_ms, int elevel);
 extern int64 GuidReservationTarget(void);

@@ -1,0 +1,164 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.c
+ *		Restart-only guid.* settings are strict: an invalid value stops the
+ *		server at startup instead of turning into the default.
+ *
+ * PostgreSQL reads postgresql.conf before an extension defines its settings
+ * and keeps each guid.* value as a placeholder string.  When the library
+ * then defines the setting, a value that fails its parser or check hook is
+ * only logged as a WARNING, and the setting keeps its default.  For the
+ * settings that define identity or routing (the node id, the namespace,
+ * ZooKeeper, Kafka, the slot, the database) that is the wrong answer: a
+ * mistyped namespace would silently become "default", a mistyped node id
+ * could collide with another cluster's.
+ *
+ * So _PG_init calls GuidSettingsCapture() before any module defines its
+ * settings (it copies the placeholders' strings) and GuidSettingsEnforce()
+ * after all of them have (it validates each restart-only value again, and
+ * raises an ERROR, which stops the postmaster, for one that is invalid).
+ * Settings that can be reloaded keep PostgreSQL's behaviour: a reload with
+ * a bad value is refused and the old value stays.
+ *
+ * Integer settings without a unit must also be plain decimal: PostgreSQL's
+ * parse_int reads '010' as 8 and '0x3ff' as 1023, and rounds '3.7' to 4.
+ *
+ * Only the postmaster runs this, while preloading.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/guc_tables.h"
+#include "utils/memutils.h"
+
+#include "guid.h"
+
+typedef struct CapturedSetting
+{
+	char	   *name;
+	char	   *value;
+} CapturedSetting;
+
+static CapturedSetting *captured = NULL;
+static int	ncaptured = 0;
+
+/*
+ * GuidSettingsCapture: remember the raw value of every guid.* placeholder.
+ * Call before any guid setting is defined.
+ */
+void
+GuidSettingsCapture(void)
+{
+	struct config_generic **vars;
+	int			nvars;
+	int			i;
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	vars = get_guc_variables();
+	nvars = GetNumConfigOptions();
+	captured = MemoryContextAllocZero(TopMemoryContext, sizeof(CapturedSetting) * Max(nvars, 1));
+	for (i = 0; i < nvars; i++)
+	{
+		const char *value;
+
+		if (!(vars[i]->flags & GUC_CUSTOM_PLACEHOLDER) || strncmp(vars[i]->name, "guid.", 5) != 0)
+			continue;
+		value = GetConfigOption(vars[i]->name, true, false);
+		if (value == NULL)
+			continue;
+		captured[ncaptured].name = MemoryContextStrdup(TopMemoryContext, vars[i]->name);
+		captured[ncaptured].value = MemoryContextStrdup(TopMemoryContext, value);
+		ncaptured++;
+	}
+}
+
+/*
+ * Is s an optionally signed run of decimal digits without a leading zero,
+ * with optional blanks around it?
+ */
+static bool
+settings_plain_decimal(const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s == '-' || *s == '+')
+		s++;
+	if (!isdigit((unsigned char) *s))
+		return false;
+	/* parse_int reads a leading zero as octal */
+	if (s[0] == '0' && isdigit((unsigned char) s[1]))
+		return false;
+	while (isdigit((unsigned char) *s))
+		s++;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return *s == '\0';
+}
+
+/* Stop the server: the value of a restart-only setting is invalid. */
+static void
+settings_refuse(const char *name, const char *value, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for parameter \"%s\": \"%s\"", name, value),
+			 why ? errdetail("%s", why) : 0,
+			 errhint("Correct %s in postgresql.conf (or with ALTER SYSTEM) and start the server again; guid does not fall back to a default for it.",
+					 name)));
+}
+
+/*
+ * GuidSettingsEnforce: validate every captured restart-only guid.* value
+ * again, now that its definition exists, and raise an ERROR for the first
+ * invalid one.  Call after every guid setting is defined.
+ */
+void
+GuidSettingsEnforce(void)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
+	int			c;
+
+	for (c = 0; c < ncaptured; c++)
+	{
+		struct config_generic *var = NULL;
+		MemoryContext cxt = CurrentMemoryContext;
+		int			i;
+
+		for (i = 0; i < nvars; i++)
+			if (strcmp(vars[i]->name, captured[c].name) == 0)
+				var = vars[i];
+		/* An unknown guid.* name: MarkGUCPrefixReserved reports it. */
+		if (var == NULL || (var->flags & GUC_CUSTOM_PLACEHOLDER) || var->context != PGC_POSTMASTER)
+			continue;
+
+		if (var->vartype == PGC_INT && (var->flags & GUC_UNIT) == 0 &&
+			!settings_plain_decimal(captured[c].value))
+			settings_refuse(captured[c].name, captured[c].value,
+							"This setting takes a plain decimal number.");
+
+		/* Parse and check it as PostgreSQL did, without changing anything. */
+		PG_TRY();
+		{
+			(void) set_config_option(captured[c].name, captured[c].value,
+									 PGC_POSTMASTER, PGC_S_FILE, GUC_ACTION_SET,
+									 false, ERROR, false);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			settings_refuse(captured[c].name, captured[c].value,
+							edata->detail ? edata->detail : edata->message);
+		}
+		PG_END_TRY();
+	}
+}
