@@ -88,6 +88,10 @@
 #include "utils/wait_event.h"
 
 #include "guid.h"
+
+/* Kafka's longest topic name, and what the checkpoint topic appends. */
+#define GUID_KAFKA_TOPIC_MAX	249
+#define GUID_CHECKPOINT_SUFFIX	"_checkpoints"
 #include "kafka_sink.h"
 
 /* A Kafka transaction is committed at the first PostgreSQL transaction
@@ -125,7 +129,7 @@ typedef struct PubSession
 	PGconn	   *conn;
 	bool		copying;		/* START_REPLICATION is running on conn */
 	char		tid[NAMEDATALEN * 3];	/* transactional.id = checkpoint key */
-	char		ckpt_topic[NAMEDATALEN * 2];
+	char		ckpt_topic[GUID_KAFKA_TOPIC_MAX + 1];
 	XLogRecPtr	checkpoint;		/* last end LSN committed to Kafka */
 	XLogRecPtr	confirmed;		/* last LSN sent as flushed */
 	XLogRecPtr	server_end;		/* walsender position from keepalives */
@@ -166,6 +170,61 @@ pub_check_slot_name(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static bool
+pub_check_brokers(char **newval, void **extra, GucSource source)
+{
+	const char *problem = GuidHostPortProblem(*newval, false);
+
+	if (problem)
+	{
+		GUC_check_errdetail("guid.kafka_brokers is host:port[,host:port...]. %s", problem);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A Kafka topic name, as Kafka checks it: 1 to 249 of [a-zA-Z0-9._-], not
+ * "." or "..", and room for the checkpoint topic's suffix.
+ */
+static bool
+pub_check_topic(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+	size_t		len = strlen(*newval);
+
+	if (len == 0 || len > GUID_KAFKA_TOPIC_MAX - strlen(GUID_CHECKPOINT_SUFFIX))
+	{
+		GUC_check_errdetail("A topic name has 1 to %d characters here: Kafka allows %d, and \"%s\" is appended for the checkpoint topic.",
+							(int) (GUID_KAFKA_TOPIC_MAX - strlen(GUID_CHECKPOINT_SUFFIX)),
+							GUID_KAFKA_TOPIC_MAX, GUID_CHECKPOINT_SUFFIX);
+		return false;
+	}
+	if (strcmp(*newval, ".") == 0 || strcmp(*newval, "..") == 0)
+	{
+		GUC_check_errdetail("Kafka does not allow the topic names \".\" and \"..\".");
+		return false;
+	}
+	for (p = *newval; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '.' || *p == '_' || *p == '-'))
+		{
+			GUC_check_errdetail("A Kafka topic name contains only ASCII letters, digits, \".\", \"_\" and \"-\".");
+			return false;
+		}
+	return true;
+}
+
+static bool
+pub_check_database(char **newval, void **extra, GucSource source)
+{
+	if (**newval == '\0' || strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("guid.database names a database: 1 to %d characters.", NAMEDATALEN - 1);
+		return false;
+	}
+	return true;
+}
+
 /*
  * PublisherInit: the publisher's settings; register the worker when
  * guid.kafka_brokers is set.
@@ -187,11 +246,11 @@ PublisherInit(void)
 	DefineCustomStringVariable("guid.kafka_brokers",
 							   gettext_noop("Kafka bootstrap servers (host:port,...) the audit stream is published to; empty disables the publisher."),
 							   NULL, &guid_kafka_brokers, "",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   PGC_POSTMASTER, 0, pub_check_brokers, NULL, NULL);
 	DefineCustomStringVariable("guid.kafka_topic",
 							   gettext_noop("Kafka topic of the audit stream; checkpoints go to <topic>_checkpoints."),
 							   NULL, &guid_kafka_topic, "guid_assignments",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   PGC_POSTMASTER, 0, pub_check_topic, NULL, NULL);
 	DefineCustomStringVariable("guid.kafka_properties",
 							   gettext_noop("Extra librdkafka settings for the publisher, name=value separated by \";\" (SASL, TLS, ...)."),
 							   NULL, &guid_kafka_properties, "",
@@ -203,7 +262,7 @@ PublisherInit(void)
 	DefineCustomStringVariable("guid.database",
 							   gettext_noop("Database whose guid.audit the publisher streams."),
 							   NULL, &guid_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   PGC_POSTMASTER, 0, pub_check_database, NULL, NULL);
 	DefineCustomStringVariable("guid.publisher_conninfo",
 							   gettext_noop("Extra libpq settings for the publisher's replication connection to this server (user, password, ...)."),
 							   NULL, &guid_publisher_conninfo, "",
@@ -1157,7 +1216,9 @@ GuidPublisherMain(Datum main_arg)
 
 		snprintf(s->tid, sizeof(s->tid), "guid-%s-" UINT64_FORMAT "-%s",
 				 GuidNamespace(), GetSystemIdentifier(), guid_slot_name);
-		snprintf(s->ckpt_topic, sizeof(s->ckpt_topic), "%s_checkpoints", guid_kafka_topic);
+		if (snprintf(s->ckpt_topic, sizeof(s->ckpt_topic), "%s" GUID_CHECKPOINT_SUFFIX,
+					 guid_kafka_topic) >= (int) sizeof(s->ckpt_topic))
+			elog(ERROR, "checkpoint topic name of \"%s\" is too long", guid_kafka_topic);
 
 		streamed = pub_session(s);
 		fenced = s->ks != NULL && KafkaSinkFenced(s->ks);

@@ -181,6 +181,19 @@ lease_check_namespace(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static bool
+lease_check_zookeeper(char **newval, void **extra, GucSource source)
+{
+	const char *problem = GuidHostPortProblem(*newval, true);
+
+	if (problem)
+	{
+		GUC_check_errdetail("guid.zookeeper is host:port[,host:port...][/chroot]. %s", problem);
+		return false;
+	}
+	return true;
+}
+
 /*
  * LeaseInit: define the ZooKeeper settings.
  */
@@ -196,7 +209,7 @@ LeaseInit(void)
 							   &guid_zookeeper,
 							   "",
 							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
+							   lease_check_zookeeper, NULL, NULL);
 	DefineCustomStringVariable("guid.namespace",
 							   gettext_noop("Namespace of node ids in ZooKeeper: clusters sharing one never share an id."),
 							   NULL,

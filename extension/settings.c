@@ -162,3 +162,102 @@ GuidSettingsEnforce(void)
 		PG_END_TRY();
 	}
 }
+
+/*
+ * GuidHostPortProblem: why a list of servers is unusable, or NULL when it is
+ * fine.  The list is "host:port[,host:port...]": host names or IPv4
+ * addresses, or IPv6 addresses in brackets, and ports 1..65535 in plain
+ * decimal.  For ZooKeeper a "/chroot" path may follow the list, and every
+ * port is required; for Kafka an entry may carry a "proto://" prefix and
+ * may omit the port (librdkafka then uses 9092).  The clients would turn a
+ * bad port into another one (99999 into 34463) or fail late with an
+ * unrelated error: refuse it where the setting is read.
+ */
+const char *
+GuidHostPortProblem(const char *value, bool zookeeper)
+{
+	static char why[256];
+	const char *p = value;
+
+	if (value == NULL || value[0] == '\0')
+		return NULL;			/* empty: the feature is off */
+
+	for (;;)
+	{
+		const char *host;
+		size_t		hostlen;
+		long		port = -1;
+
+		if (!zookeeper)
+		{
+			const char *sep = strstr(p, "://");
+			const char *comma = strchr(p, ',');
+
+			if (sep && (comma == NULL || sep < comma))
+				p = sep + 3;
+		}
+		host = p;
+		if (*p == '[')
+		{
+			p = strchr(p, ']');
+			if (p == NULL)
+				return "An IPv6 address must be closed by \"]\".";
+			p++;
+		}
+		else
+			while (*p && (isalnum((unsigned char) *p) || *p == '.' || *p == '-' || *p == '_'))
+				p++;
+		hostlen = p - host;
+		if (hostlen == 0)
+		{
+			snprintf(why, sizeof(why), "A host name is missing at \"%.40s\".", host);
+			return why;
+		}
+		if (*p == ':')
+		{
+			const char *digits = ++p;
+
+			port = 0;
+			while (isdigit((unsigned char) *p) && port <= 65535)
+				port = port * 10 + (*p++ - '0');
+			if (p == digits || isdigit((unsigned char) *p) || port < 1 || port > 65535)
+			{
+				snprintf(why, sizeof(why), "The port of \"%.*s\" must be a number from 1 to 65535.",
+						 (int) Min(hostlen, 100), host);
+				return why;
+			}
+		}
+		else if (zookeeper)
+		{
+			snprintf(why, sizeof(why), "\"%.*s\" needs a port (host:port).", (int) Min(hostlen, 100), host);
+			return why;
+		}
+
+		if (*p == ',')
+		{
+			p++;
+			continue;
+		}
+		if (*p == '\0')
+			return NULL;
+		if (zookeeper && *p == '/')
+		{
+			/* a chroot: /a/b, no empty, "." or ".." component, no trailing "/" */
+			const char *c = p;
+
+			while (*c == '/')
+			{
+				const char *start = ++c;
+
+				while (*c && *c != '/')
+					c++;
+				if (c == start || (c - start == 1 && start[0] == '.') ||
+					(c - start == 2 && start[0] == '.' && start[1] == '.'))
+					return "The chroot must be a ZooKeeper path such as \"/guid\", without empty, \".\" or \"..\" components.";
+			}
+			return NULL;
+		}
+		snprintf(why, sizeof(why), "Unexpected \"%.20s\" after \"%.*s\".", p, (int) Min(hostlen, 100), host);
+		return why;
+	}
+}

@@ -284,6 +284,7 @@ extern void GuidSampleClock(void);
 /* settings.c: restart-only settings are strict */
 extern void GuidSettingsCapture(void);
 extern void GuidSettingsEnforce(void);
+extern const char *GuidHostPortProblem(const char *value, bool zookeeper);
 extern void GuidRequirePreloaded(void);
 extern bool GuidExtendReservation(int64 need_ms, int elevel);
 extern int64 GuidReservationTarget(void);

@@ -40,7 +40,13 @@ my @bad = (
 	[ 'guid.namespace', '..' ], [ 'guid.namespace', '.' ], [ 'guid.namespace', 'a/b' ],
 	[ 'guid.namespace', '' ], [ 'guid.namespace', 'n' x 10000 ],
 	[ 'guid.slot_name', 'Bad/Name' ],
-	[ 'guid.zookeeper_session_timeout', '5' ]);
+	[ 'guid.zookeeper_session_timeout', '5' ],
+	[ 'guid.zookeeper', 'host:99999' ], [ 'guid.zookeeper', '127.0.0.1:99999' ],
+	[ 'guid.zookeeper', '127.0.0.1' ], [ 'guid.zookeeper', '127.0.0.1:2181/guid/../x' ],
+	[ 'guid.kafka_brokers', '127.0.0.1:99999' ], [ 'guid.kafka_brokers', 'a:1,,b:2' ],
+	[ 'guid.kafka_topic', 't' x 238 ], [ 'guid.kafka_topic', 'bad topic' ],
+	[ 'guid.kafka_topic', '..' ], [ 'guid.kafka_topic', '' ],
+	[ 'guid.database', '' ]);
 # One cluster tries each value in turn, from an included file.
 my $strict = guid_node('strict_settings', node_id => 3, conf => "include_if_exists = 'case.conf'\n", start => 0);
 my $case_conf = $strict->data_dir . '/case.conf';
@@ -57,6 +63,13 @@ for my $case (@bad)
 		qr/invalid value for parameter "\Q$name\E": "\Q$value\E"/,
 		"$name = '$shown': the log names the setting and the value");
 }
+# Valid lists start.
+open(my $fh, '>', $case_conf) or die "$case_conf: $!";
+print $fh "guid.zookeeper = '[::1]:2181,zk-2.example:2181,127.0.0.1:2181/guid/prod'\n";
+print $fh "guid.kafka_topic = '" . ('t' x 237) . "'\n";
+close($fh);
+ok(start_faked($strict, fail_ok => 1), 'a valid ZooKeeper list with a chroot and a 237-character topic: the server starts');
+$strict->stop;
 unlink($case_conf);
 # Plain decimal node ids with blanks or a sign are still fine.
 my $spaced = guid_node('spaced_node', node_id => "' 7'");
