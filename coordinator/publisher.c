@@ -387,7 +387,7 @@ pub_fail(int elevel, const char *fmt,...)
 		TimestampDifferenceExceeds(pub_logged_at, now, PUB_WARN_MS))
 	{
 		ereport(elevel,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("guid publisher: %s", msg)));
 		strlcpy(pub_logged, msg, sizeof(pub_logged));
 		pub_logged_at = now;
@@ -422,7 +422,7 @@ pub_warn_lag(PubSession *s)
 	pub_warned_lag_at = now;
 	if (GuidSlotPosition(guid_slot_name, &confirmed, NULL, 0))
 		ereport(WARNING,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("guid publisher cannot publish: replication slot \"%s\" retains %llu bytes of WAL",
 						guid_slot_name,
 						(unsigned long long) (GetXLogInsertRecPtr() - confirmed)),

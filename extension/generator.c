@@ -520,7 +520,7 @@ generator_refuse(GuidMode mode)
 				uint64		ack = pg_atomic_read_u64(&gs->last_ack);
 
 				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
+						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 						 errmsg("guid node id lease is fenced: ZooKeeper has not answered for %lld ms",
 								(long long) (ack && now > ack ? (now - ack) / 1000000 : 0)),
 						 errdetail("Node id %d issues no IDs until ZooKeeper confirms its session, so that the id cannot be used twice.",
@@ -690,7 +690,7 @@ generator_wait_for_worker(int64 next_ms, bool *waiting, instr_time *wait_start)
 	INSTR_TIME_SUBTRACT(now, *wait_start);
 	if (INSTR_TIME_GET_MILLISEC(now) >= guid_max_clock_wait)
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("guid reservation in ZooKeeper was not extended in time"),
 				 errdetail("The next ID needs millisecond %lld to be reserved in ZooKeeper; it was not within guid.max_clock_wait (%d ms).",
 						   (long long) next_ms, guid_max_clock_wait),

@@ -71,7 +71,7 @@ my $connect = "127.0.0.1:$zk->{port}";
 			$node->name . ' fences itself while ZooKeeper is frozen');
 		my ($ret, $out, $err) = $node->psql('postgres', 'INSERT INTO ids SELECT guid_next()',
 			extra_params => [ '-v', 'VERBOSITY=verbose' ]);
-		like($err, qr/ERROR:  08006: guid node id lease is fenced: ZooKeeper has not answered for \d+ ms/,
+		like($err, qr/ERROR:  53000: guid node id lease is fenced: ZooKeeper has not answered for \d+ ms/,
 			$node->name . ': guid_next() fails with a clear error');
 		like($err, qr/DETAIL:  Node id \d+ issues no IDs until ZooKeeper confirms its session/, '... naming the node id');
 	}
