@@ -29,6 +29,11 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
@@ -260,4 +265,79 @@ GuidHostPortProblem(const char *value, bool zookeeper)
 		snprintf(why, sizeof(why), "Unexpected \"%.20s\" after \"%.*s\".", p, (int) Min(hostlen, 100), host);
 		return why;
 	}
+}
+
+/*
+ * GuidReadSecretFile: read a secret (a password, credentials) from a file
+ * that only the server's OS user may read, as libpq treats ~/.pgpass.
+ *
+ * Secrets do not belong in settings: every member of pg_read_all_settings
+ * (and so of pg_monitor) reads even a GUC_SUPERUSER_ONLY setting, and a
+ * reload logs the new value.  A file readable by the group or by others is
+ * refused, and so is one that is not a regular file.  Trailing newlines are
+ * dropped.  Returns the contents (palloc'd in the current memory context) or
+ * NULL with a message in err.
+ */
+char *
+GuidReadSecretFile(const char *setting, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	FILE	   *f;
+	StringInfoData buf;
+	char		chunk[1024];
+	size_t		n;
+	int			fd;
+
+	fd = open(path, O_RDONLY | PG_BINARY | O_NOFOLLOW, 0);
+	if (fd < 0)
+	{
+		snprintf(err, errlen, "could not open %s \"%s\": %m", setting, path);
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		snprintf(err, errlen, "could not stat %s \"%s\": %m", setting, path);
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode))
+	{
+		snprintf(err, errlen, "%s \"%s\" is not a regular file", setting, path);
+		close(fd);
+		return NULL;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+	{
+		snprintf(err, errlen, "%s \"%s\" has group or world access; permissions should be u=rw (0600) or less",
+				 setting, path);
+		close(fd);
+		return NULL;
+	}
+	f = fdopen(fd, "r");
+	if (f == NULL)
+	{
+		snprintf(err, errlen, "could not read %s \"%s\": %m", setting, path);
+		close(fd);
+		return NULL;
+	}
+	initStringInfo(&buf);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && buf.len < 65536)
+		appendBinaryStringInfo(&buf, chunk, (int) n);
+	if (ferror(f))
+	{
+		snprintf(err, errlen, "could not read %s \"%s\": %m", setting, path);
+		fclose(f);
+		pfree(buf.data);
+		return NULL;
+	}
+	fclose(f);
+	while (buf.len > 0 && (buf.data[buf.len - 1] == '\n' || buf.data[buf.len - 1] == '\r'))
+		buf.data[--buf.len] = '\0';
+	if (buf.len == 0 || memchr(buf.data, '\0', buf.len) != NULL)
+	{
+		snprintf(err, errlen, "%s \"%s\" is empty or holds a NUL byte", setting, path);
+		pfree(buf.data);
+		return NULL;
+	}
+	return buf.data;
 }

@@ -285,6 +285,7 @@ extern void GuidSampleClock(void);
 extern void GuidSettingsCapture(void);
 extern void GuidSettingsEnforce(void);
 extern const char *GuidHostPortProblem(const char *value, bool zookeeper);
+extern char *GuidReadSecretFile(const char *setting, const char *path, char *err, size_t errlen);
 extern void GuidRequirePreloaded(void);
 extern bool GuidExtendReservation(int64 need_ms, int elevel);
 extern int64 GuidReservationTarget(void);
