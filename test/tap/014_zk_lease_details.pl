@@ -8,7 +8,8 @@
 #   only grow;
 # - the server answers reads but cannot reach the leader: the node fences
 #   itself (the heartbeat is a sync, which only the leader answers);
-# - the lease deadline in guid.status is consistent with the clock.
+# - the lease deadline in guid.status is consistent with the clock;
+# - a host name in guid.zookeeper is resolved (by the worker, not the client).
 use strict;
 use warnings;
 
@@ -108,9 +109,12 @@ sub reservation_file_ms
 # --- guid.reservation cannot be written ----------------------------------------
 {
 	my $ns = 'local_file';
+	# (By host name: the worker resolves it and gives the client addresses.)
 	my $r = guid_node('local_file', node_id => undef, faketime => 1,
-		conf => zk_conf($direct, $ns, '10s') . "guid.max_clock_ahead = '30s'\n");
+		conf => zk_conf("localhost:$zk->{port}", $ns, '10s') . "guid.max_clock_ahead = '30s'\n");
 	my $first_id = wait_for_lease($r);
+	is($r->safe_psql('postgres', 'SELECT zookeeper_state FROM guid.status'), 'connected',
+		'a guid.zookeeper given by host name is resolved and connected');
 	$r->safe_psql('postgres', 'CREATE TABLE ids (n bigserial, id guid)');
 	$r->safe_psql('postgres', 'INSERT INTO ids (id) SELECT guid_next() FROM generate_series(1, 1000)');
 
