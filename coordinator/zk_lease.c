@@ -1164,7 +1164,12 @@ lease_write_local(int32 id, int64 reserved_ms)
 {
 	if (GuidWriteReservation(id, reserved_ms, local_write_failing ? DEBUG1 : WARNING))
 	{
-		local_write_failing = false;
+		if (local_write_failing)
+		{
+			local_write_failing = false;
+			GuidSetLastError("");
+			last_logged_error[0] = '\0';
+		}
 		return true;
 	}
 	local_write_failing = true;
