@@ -22,19 +22,45 @@
  * need, and mirrored to guid.reservation so that the cluster's own IDs keep
  * growing even if it later leases another id.
  *
- * Fencing: every request ZooKeeper answers proves the session was alive
- * when the server processed it, which is after we sent it.  The server
- * cannot expire a session earlier than one full session timeout after it
- * last heard from the client.  So the lease is trusted until
+ * Fencing: sessions are expired by the ensemble's leader, and only after a
+ * full session timeout in which it heard nothing of the session.  The server
+ * we are connected to may be a follower cut off from the leader (for up to
+ * syncLimit ticks before it notices), and it answers reads all the same: a
+ * read proves nothing about the leader.  A write or a sync does: the follower
+ * must forward it to the leader and can answer only after the leader
+ * processed it, with our session still open, after we sent it.  So only
+ * answers to writes and syncs move the deadline, and the lease is trusted
+ * until
  *
- *		send time of the last answered request + timeout * 1/2
+ *		send time of the last answered write or sync + timeout * 1/2
  *
- * on CLOCK_MONOTONIC (lease_deadline).  Half leaves the other half for a
- * server clock running faster than ours, tick rounding of the server's
- * expiry, and a backend that checked the deadline just before it passed.
- * A heartbeat request every timeout/6 keeps the deadline at least a third of
- * the timeout ahead while ZooKeeper answers.  Backends check the deadline on
- * every call and refuse to issue past it (mode "fenced").
+ * (lease_deadline).  Half leaves the other half for the follower relaying
+ * the session's activity to the leader only every half tick, a server clock
+ * running faster than ours, tick rounding of the server's expiry, and a
+ * backend that checked the deadline just before it passed.  The heartbeat,
+ * every timeout/6, is a sync followed by a read of our lease znode (the read
+ * is then at least as fresh as the leader was at the sync): it keeps the
+ * deadline at least a third of the timeout ahead while the leader answers,
+ * and notices a lease znode that is gone.  Backends check the deadline on
+ * every call and refuse to issue past it (mode "fenced").  Time is counted on
+ * CLOCK_BOOTTIME (GuidMonotonicNs), which, unlike CLOCK_MONOTONIC, keeps
+ * running while the machine is suspended, as the server's clock does.
+ *
+ * What the deadline cannot prove is that no other holder exists: ZooKeeper
+ * gives no bound that holds through every clock and network fault.  IDs stay
+ * unique because of the high-water mark: a new holder of an id starts above
+ * hwm/<id>, and a holder writes it, with a version check, before it issues
+ * anything up to it.  A write that may or may not have been applied (the
+ * connection dropped before its answer) leaves our cached version stale: the
+ * next write then fails with ZBADVERSION, and the mark is read back.  If it
+ * holds a value we wrote, one version on, while our session still holds the
+ * lease znode, the lost write was applied and we continue with its version;
+ * anything else means someone else wrote it, and the lease is given up.
+ *
+ * Local reservation: the high-water mark is mirrored to guid.reservation, and
+ * the generator's reservation is raised only once both are durable, as in
+ * standalone mode; a failed file write keeps the old reservation (backends
+ * then fail rather than issue above what the data directory records).
  *
  * Connection loss is not session loss: a create in flight may have been
  * applied, so a lease znode that already exists is ours when its
@@ -53,6 +79,16 @@
  * for in that loop (zk_call_wait), with the latch, interrupts and
  * postmaster death honoured throughout.
  *
+ * Host names: the client resolves every host of its connect string with a
+ * blocking getaddrinfo() in zookeeper_init2() and again in every
+ * zookeeper_interest() call, which a slow DNS server would stall for many
+ * seconds, deaf to SIGTERM and postmaster death (a fast shutdown waits for
+ * this worker, and while it is stuck nothing renews the lease).  So the
+ * worker resolves the names itself with getaddrinfo_a() (glibc's resolver
+ * thread, all signals blocked, no callback) while it keeps waiting on its
+ * latch, and hands the client numeric addresses only.  Names are resolved
+ * again whenever a new session is opened.
+ *
  * What this file must not do: run outside the coordinator, let a callback
  * call into PostgreSQL, or publish a node id before the znode, the
  * high-water mark and the deadline are all in place.
@@ -61,6 +97,10 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 #include <zookeeper/zookeeper.h>
 
@@ -89,6 +129,12 @@
 
 /* Pause between attempts after an error. */
 #define RETRY_MS				1000
+
+/* Hosts in guid.zookeeper, at most. */
+#define ZK_MAX_HOSTS			64
+
+/* High-water mark writes whose answer was lost that are remembered. */
+#define HWM_UNSURE_MAX			8
 
 /* Settings */
 char	   *guid_zookeeper = NULL;
@@ -130,6 +176,32 @@ static int64 hwm_value = 0;
 static uint64 last_heartbeat = 0;
 static uint64 connect_started = 0;
 static char last_logged_error[GUID_ERROR_LEN];
+
+/*
+ * Values written to hwm/<id> with the expected version hwm_version whose
+ * answer was lost (connection loss): at most one of them can have been
+ * applied, and if one was, the mark is now at hwm_version + 1.
+ */
+static int64 hwm_unsure[HWM_UNSURE_MAX];
+static int	hwm_nunsure = 0;
+
+/* The last write of guid.reservation failed (it is logged once). */
+static bool local_write_failing = false;
+
+/*
+ * The name lookup of guid.zookeeper's hosts, run by getaddrinfo_a().  The
+ * resolver thread writes into these (malloc'ed) until gai_error() says it is
+ * done, so they are freed only then, even when the worker stopped waiting.
+ */
+typedef struct ZkLookup
+{
+	bool		active;			/* requests are out */
+	uint64		started;		/* GuidMonotonicNs() when sent */
+	int			nreqs;
+	struct gaicb *reqs[ZK_MAX_HOSTS];
+} ZkLookup;
+
+static ZkLookup zk_lookup;
 
 /*
  * GuidNamespace: guid.namespace, which also prefixes idempotency keys.
@@ -444,12 +516,14 @@ zk_answered(int rc)
 }
 
 /*
- * Wait for the request started at sent (monotonic ns) with submit result rc.
- * Returns its result code.  An answer moves last_ack (and so the lease
- * deadline) to the send time.
+ * Wait for the request started at sent (GuidMonotonicNs) with submit result
+ * rc.  Returns its result code.  When the request had to reach the leader (a
+ * write or a sync: via_leader), an answer moves last_ack, and so the lease
+ * deadline, to the send time; an answer to a read proves nothing about the
+ * leader and moves nothing.
  */
 static int
-zk_call_wait(int rc, uint64 sent)
+zk_call_wait(int rc, uint64 sent, bool via_leader)
 {
 	if (rc != ZOK)
 	{
@@ -465,7 +539,7 @@ zk_call_wait(int rc, uint64 sent)
 		}
 		zk_pump(1000);
 	}
-	if (zk_answered(zk_result.rc))
+	if (via_leader && zk_answered(zk_result.rc))
 	{
 		if (sent > pg_atomic_read_u64(&GuidState->last_ack))
 			pg_atomic_write_u64(&GuidState->last_ack, sent);
@@ -513,7 +587,7 @@ zk_create(const char *path, const char *value, int flags)
 	const void *d = zk_call_begin();
 
 	return zk_call_wait(zoo_acreate(zk, path, value, value ? (int) strlen(value) : -1,
-									zk_acl(), flags, zk_string_done, d), sent);
+									zk_acl(), flags, zk_string_done, d), sent, true);
 }
 
 static int
@@ -522,7 +596,7 @@ zk_get(const char *path)
 	uint64		sent = GuidMonotonicNs();
 	const void *d = zk_call_begin();
 
-	return zk_call_wait(zoo_aget(zk, path, 0, zk_data_done, d), sent);
+	return zk_call_wait(zoo_aget(zk, path, 0, zk_data_done, d), sent, false);
 }
 
 static int
@@ -532,7 +606,7 @@ zk_set(const char *path, const char *value, int version)
 	const void *d = zk_call_begin();
 
 	return zk_call_wait(zoo_aset(zk, path, value, strlen(value), version,
-								 zk_stat_done, d), sent);
+								 zk_stat_done, d), sent, true);
 }
 
 static int
@@ -541,7 +615,7 @@ zk_exists(const char *path)
 	uint64		sent = GuidMonotonicNs();
 	const void *d = zk_call_begin();
 
-	return zk_call_wait(zoo_aexists(zk, path, 0, zk_stat_done, d), sent);
+	return zk_call_wait(zoo_aexists(zk, path, 0, zk_stat_done, d), sent, false);
 }
 
 static int
@@ -550,7 +624,17 @@ zk_children(const char *path)
 	uint64		sent = GuidMonotonicNs();
 	const void *d = zk_call_begin();
 
-	return zk_call_wait(zoo_aget_children(zk, path, 0, zk_children_done, d), sent);
+	return zk_call_wait(zoo_aget_children(zk, path, 0, zk_children_done, d), sent, false);
+}
+
+/* sync: the server we talk to catches up with the leader, through it. */
+static int
+zk_sync(const char *path)
+{
+	uint64		sent = GuidMonotonicNs();
+	const void *d = zk_call_begin();
+
+	return zk_call_wait(zoo_async(zk, path, zk_string_done, d), sent, true);
 }
 
 /* ----------
@@ -626,17 +710,250 @@ lease_close(void)
 	lease_set_state("closed");
 }
 
+/* Free a finished lookup. */
+static void
+zk_lookup_free(void)
+{
+	int			i;
+
+	for (i = 0; i < zk_lookup.nreqs; i++)
+	{
+		struct gaicb *r = zk_lookup.reqs[i];
+
+		if (r->ar_result)
+			freeaddrinfo(r->ar_result);
+		free((void *) r->ar_name);
+		free((void *) r->ar_service);
+		free((void *) r->ar_request);
+		free(r);
+	}
+	zk_lookup.nreqs = 0;
+	zk_lookup.active = false;
+}
+
+/*
+ * Split guid.zookeeper into its host:port entries and its chroot, as the
+ * client does (the port follows the last ':').  Starts a lookup of the
+ * entries whose host is not a numeric address.  Returns false with err set
+ * when the string is malformed or the lookup cannot start.
+ */
 static bool
+zk_lookup_start(char *err, size_t errlen)
+{
+	char	   *hosts = pstrdup(guid_zookeeper);
+	char	   *slash = strchr(hosts, '/');
+	char	   *save = NULL;
+	char	   *entry;
+	sigset_t	all;
+	sigset_t	old;
+	int			rc;
+
+	if (slash)
+		*slash = '\0';
+	memset(&zk_lookup, 0, sizeof(zk_lookup));
+	for (entry = strtok_r(hosts, ",", &save); entry; entry = strtok_r(NULL, ",", &save))
+	{
+		char	   *colon = strrchr(entry, ':');
+		char	   *end;
+		long		port;
+		struct gaicb *r;
+		struct addrinfo *hints;
+
+		while (isspace((unsigned char) *entry))
+			entry++;
+		port = colon ? strtol(colon + 1, &end, 10) : 0;
+		if (colon == NULL || colon[1] == '\0' || *end != '\0' || port <= 0 || port > 65535)
+		{
+			snprintf(err, errlen,
+					 "could not start a ZooKeeper client for guid.zookeeper \"%s\": invalid port in \"%s\"",
+					 guid_zookeeper, entry);
+			zk_lookup_free();
+			pfree(hosts);
+			return false;
+		}
+		if (zk_lookup.nreqs == ZK_MAX_HOSTS)
+		{
+			snprintf(err, errlen,
+					 "could not start a ZooKeeper client for guid.zookeeper \"%s\": more than %d hosts",
+					 guid_zookeeper, ZK_MAX_HOSTS);
+			zk_lookup_free();
+			pfree(hosts);
+			return false;
+		}
+		*colon = '\0';
+		r = calloc(1, sizeof(*r));
+		hints = calloc(1, sizeof(*hints));
+		if (r == NULL || hints == NULL)
+		{
+			free(r);
+			free(hints);
+			zk_lookup_free();
+			pfree(hosts);
+			snprintf(err, errlen, "out of memory");
+			return false;
+		}
+		hints->ai_family = AF_UNSPEC;
+		hints->ai_socktype = SOCK_STREAM;
+		hints->ai_protocol = IPPROTO_TCP;
+		r->ar_request = hints;
+		r->ar_name = strdup(entry);
+		r->ar_service = strdup(colon + 1);
+		zk_lookup.reqs[zk_lookup.nreqs++] = r;
+		if (r->ar_name == NULL || r->ar_service == NULL)
+		{
+			zk_lookup_free();
+			pfree(hosts);
+			snprintf(err, errlen, "out of memory");
+			return false;
+		}
+	}
+	pfree(hosts);
+	if (zk_lookup.nreqs == 0)
+	{
+		snprintf(err, errlen,
+				 "could not start a ZooKeeper client for guid.zookeeper \"%s\": no host",
+				 guid_zookeeper);
+		return false;
+	}
+
+	/*
+	 * The resolver thread must never run a PostgreSQL signal handler: it
+	 * inherits the mask of the thread that starts it.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = getaddrinfo_a(GAI_NOWAIT, zk_lookup.reqs, zk_lookup.nreqs, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+	{
+		snprintf(err, errlen, "could not resolve the hosts of guid.zookeeper \"%s\": %s",
+				 guid_zookeeper, gai_strerror(rc));
+		zk_lookup_free();
+		return false;
+	}
+	zk_lookup.active = true;
+	zk_lookup.started = GuidMonotonicNs();
+	return true;
+}
+
+/*
+ * Collect a finished lookup into a connect string of numeric addresses (and
+ * the chroot).  Returns 1 when connect is set, 0 while the lookup is still
+ * running, -1 with err set when no host resolved.
+ */
+static int
+zk_lookup_finish(char *connect, size_t connlen, char *err, size_t errlen)
+{
+	const char *chroot = strchr(guid_zookeeper, '/');
+	size_t		len = 0;
+	int			i;
+	int			first_error = 0;
+	const char *failed = NULL;
+
+	for (i = 0; i < zk_lookup.nreqs; i++)
+		if (gai_error(zk_lookup.reqs[i]) == EAI_INPROGRESS)
+			return 0;
+
+	connect[0] = '\0';
+	for (i = 0; i < zk_lookup.nreqs; i++)
+	{
+		struct gaicb *r = zk_lookup.reqs[i];
+		struct addrinfo *ai;
+		int			rc = gai_error(r);
+
+		if (rc != 0)
+		{
+			if (failed == NULL)
+			{
+				failed = r->ar_name;
+				first_error = rc;
+			}
+			continue;
+		}
+		for (ai = r->ar_result; ai; ai = ai->ai_next)
+		{
+			char		host[NI_MAXHOST];
+			char		port[NI_MAXSERV];
+
+			if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+				getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host),
+							port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+				continue;
+			/* the client takes the port after the last ':', IPv6 too */
+			len += snprintf(connect + len, len < connlen ? connlen - len : 0,
+							"%s%s:%s", len ? "," : "", host, port);
+		}
+	}
+	if (len == 0)
+	{
+		snprintf(err, errlen, "could not resolve ZooKeeper host \"%s\" of guid.zookeeper \"%s\": %s",
+				 failed ? failed : "", guid_zookeeper,
+				 first_error ? gai_strerror(first_error) : "no address");
+		zk_lookup_free();
+		return -1;
+	}
+	if (chroot)
+		len += snprintf(connect + len, len < connlen ? connlen - len : 0, "%s", chroot);
+	zk_lookup_free();
+	if (len >= connlen)
+	{
+		snprintf(err, errlen, "guid.zookeeper \"%s\" resolves to too many addresses",
+				 guid_zookeeper);
+		return -1;
+	}
+	return 1;
+}
+
+/*
+ * Open a new session.  Returns 1 when the client is started, 0 while host
+ * names are being resolved (call again), -1 after an error (reported).
+ */
+static int
 lease_open(void)
 {
 	clientid_t	saved;
-	bool		reattach = lease_read_session(&saved);
+	bool		reattach;
 	char		err[GUID_ERROR_LEN];
+	char		connect[4096];
+	int			rc;
 
+	if (!zk_lookup.active)
+	{
+		if (!zk_lookup_start(err, sizeof(err)))
+		{
+			lease_error(err);
+			lease_set_state("invalid");
+			return -1;
+		}
+		lease_set_state("resolving");
+	}
+	rc = zk_lookup_finish(connect, sizeof(connect), err, sizeof(err));
+	if (rc == 0)
+	{
+		uint64		waited_ms = (GuidMonotonicNs() - zk_lookup.started) / 1000000;
+
+		/* Still waiting for DNS: say so once it takes long, and keep waiting. */
+		if (waited_ms > (uint64) guid_zookeeper_session_timeout)
+		{
+			snprintf(err, sizeof(err),
+					 "resolving the hosts of guid.zookeeper \"%s\" has taken %llu ms so far",
+					 guid_zookeeper, (unsigned long long) waited_ms);
+			lease_error(err);
+		}
+		return 0;
+	}
+	if (rc < 0)
+	{
+		lease_error(err);
+		lease_set_state("unresolved");
+		return -1;
+	}
+
+	reattach = lease_read_session(&saved);
 	(void) unlink(ZK_SESSION_FILE);
 	zk_connected = zk_expired = zk_auth_failed = false;
 	errno = 0;
-	zk = zookeeper_init2(guid_zookeeper, zk_watcher, guid_zookeeper_session_timeout,
+	zk = zookeeper_init2(connect, zk_watcher, guid_zookeeper_session_timeout,
 						 reattach ? &saved : NULL, NULL, 0, zk_log);
 	if (zk == NULL)
 	{
@@ -645,8 +962,10 @@ lease_open(void)
 				 guid_zookeeper, errno ? strerror(errno) : "invalid connect string");
 		lease_error(err);
 		lease_set_state("invalid");
-		return false;
+		return -1;
 	}
+	/* The addresses are numeric: re-resolving them while connected is moot. */
+	(void) zoo_set_servers_resolution_delay(zk, -1);
 	if (guid_zookeeper_auth[0] != '\0')
 		(void) zoo_add_auth(zk, "digest", guid_zookeeper_auth,
 							strlen(guid_zookeeper_auth), zk_void_done, NULL);
@@ -655,7 +974,7 @@ lease_open(void)
 	if (reattach)
 		ereport(LOG, (errmsg("guid: reattaching ZooKeeper session %llx after a crash-restart",
 							 (unsigned long long) saved.client_id)));
-	return true;
+	return 1;
 }
 
 /* ----------
@@ -767,8 +1086,62 @@ lease_read_hwm(int32 id, char *err, size_t errlen)
 }
 
 /*
- * Write target into hwm/<id> if it still has the version we know.  Returns
- * 1 on success, 0 when someone else changed it, -1 on error.
+ * hwm/<id> is not at the version we know.  If that is because a write of
+ * ours whose answer was lost was applied -- the mark is one version on and
+ * holds one of those values -- and our session still holds nodes/<id> (so
+ * nobody else can have written it), adopt that version.  Returns 1 when
+ * adopted, 0 when someone else changed the mark, -1 on error (err set).
+ */
+static int
+lease_recover_hwm(const char *path, char *err, size_t errlen)
+{
+	char		node[300];
+	char	   *end;
+	long long	v;
+	int32		version;
+	int			rc;
+	int			i;
+
+	if (hwm_nunsure == 0)
+		return 0;
+	rc = zk_get(path);
+	if (rc != ZOK)
+	{
+		snprintf(err, errlen, "could not read ZooKeeper node \"%s\": %s", path, zerror(rc));
+		return -1;
+	}
+	v = strtoll(zk_result.value, &end, 10);
+	version = zk_result.stat.version;
+	if (zk_result.value_len == 0 || *end != '\0' || version != hwm_version + 1)
+		return 0;
+	for (i = 0; i < hwm_nunsure; i++)
+		if (hwm_unsure[i] == v)
+			break;
+	if (i == hwm_nunsure)
+		return 0;
+
+	snprintf(node, sizeof(node), "%s/nodes/%d", base_path, leased_id);
+	rc = zk_exists(node);
+	if (rc == ZNONODE || (rc == ZOK && zk_result.stat.ephemeralOwner != zoo_client_id(zk)->client_id))
+		return 0;
+	if (rc != ZOK)
+	{
+		snprintf(err, errlen, "could not read ZooKeeper node \"%s\": %s", node, zerror(rc));
+		return -1;
+	}
+	ereport(LOG,
+			(errmsg("guid: high-water mark %lld in ZooKeeper node \"%s\" was written although the answer was lost; continuing at version %d",
+					v, path, (int) version)));
+	hwm_version = version;
+	hwm_value = v;
+	hwm_nunsure = 0;
+	return 1;
+}
+
+/*
+ * Write target into hwm/<id> if it still has the version we know (or had a
+ * lost write of ours applied, see lease_recover_hwm).  Returns 1 on success,
+ * 0 when someone else changed it, -1 on error (err set; the lease is kept).
  */
 static int
 lease_write_hwm(int64 target, char *err, size_t errlen)
@@ -779,18 +1152,55 @@ lease_write_hwm(int64 target, char *err, size_t errlen)
 
 	snprintf(path, sizeof(path), "%s/hwm/%d", base_path, leased_id);
 	snprintf(value, sizeof(value), "%lld", (long long) target);
-	rc = zk_set(path, value, hwm_version);
-	if (rc == ZOK)
+	for (;;)
 	{
-		hwm_version = zk_result.stat.version;
-		hwm_value = target;
-		pg_atomic_fetch_add_u64(&GuidState->reserve_writes, 1);
-		return 1;
+		rc = zk_set(path, value, hwm_version);
+		if (rc == ZOK)
+		{
+			hwm_version = zk_result.stat.version;
+			hwm_value = target;
+			hwm_nunsure = 0;
+			pg_atomic_fetch_add_u64(&GuidState->reserve_writes, 1);
+			return 1;
+		}
+		if (rc != ZBADVERSION)
+			break;
+		rc = lease_recover_hwm(path, err, errlen);
+		if (rc != 1)
+			return rc;
 	}
-	if (rc == ZBADVERSION)
-		return 0;
+
+	/*
+	 * Without an answer the write may or may not have been applied.  Beyond
+	 * HWM_UNSURE_MAX such writes an applied one is taken for someone else's
+	 * (the lease is given up: safe, merely slower).
+	 */
+	if ((rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT) && hwm_nunsure < HWM_UNSURE_MAX)
+		hwm_unsure[hwm_nunsure++] = target;
 	snprintf(err, errlen, "could not extend ZooKeeper node \"%s\": %s", path, zerror(rc));
 	return -1;
+}
+
+/*
+ * Write guid.reservation: this cluster's IDs stay above reserved_ms even if
+ * it leases another id later.  The first failure is a WARNING with the
+ * reason; repeats are not logged again.  Returns true on success.
+ */
+static bool
+lease_write_local(int32 id, int64 reserved_ms)
+{
+	if (GuidWriteReservation(id, reserved_ms, local_write_failing ? DEBUG1 : WARNING))
+	{
+		if (local_write_failing)
+		{
+			local_write_failing = false;
+			GuidSetLastError("");
+			last_logged_error[0] = '\0';
+		}
+		return true;
+	}
+	local_write_failing = true;
+	return false;
 }
 
 /*
@@ -858,6 +1268,7 @@ lease_acquire(char *err, size_t errlen)
 		return false;
 	}
 	leased_id = id;
+	hwm_nunsure = 0;
 
 	if (!lease_read_hwm(id, err, errlen))
 	{
@@ -878,7 +1289,12 @@ lease_acquire(char *err, size_t errlen)
 		leased_id = -1;
 		return false;
 	}
-	(void) GuidWriteReservation(leased_id, target, LOG);
+	if (!lease_write_local(id, target))
+	{
+		snprintf(err, errlen, "could not write the reservation file guid.reservation; see the server log");
+		leased_id = -1;
+		return false;
+	}
 
 	timeout_ns = (uint64) zoo_recv_timeout(zk) * 1000000;
 	GuidInstallLease(id, floor_ms, target,
@@ -911,7 +1327,14 @@ lease_maintain(char *err, size_t errlen)
 	{
 		snprintf(path, sizeof(path), "%s/nodes/%d", base_path, leased_id);
 		last_heartbeat = now;
-		rc = zk_exists(path);
+
+		/*
+		 * The sync's answer moves the deadline (it went through the leader);
+		 * the read after it is at least as fresh as the leader then was.
+		 */
+		rc = zk_sync(path);
+		if (rc == ZOK)
+			rc = zk_exists(path);
 		if (rc == ZOK && zk_result.stat.ephemeralOwner != zoo_client_id(zk)->client_id)
 			rc = ZNONODE;
 		if (rc == ZNONODE)
@@ -925,20 +1348,29 @@ lease_maintain(char *err, size_t errlen)
 	{
 		int64		target = GuidReservationTarget();
 
-		rc = lease_write_hwm(target, err, errlen);
-		if (rc == 1)
+		/* hwm/<id> first (unless it already covers target), then the file */
+		if (hwm_value < target)
 		{
-			GuidRaiseReservation(target);
-			(void) GuidWriteReservation(leased_id, target, LOG);
+			rc = lease_write_hwm(target, err, errlen);
+			if (rc == 0)
+			{
+				snprintf(err, errlen, "ZooKeeper node \"%s/hwm/%d\" was changed by someone else",
+						 base_path, leased_id);
+				return false;
+			}
+			if (rc < 0)
+			{
+				lease_error(err);	/* keep the lease; retry next round */
+				return true;
+			}
 		}
-		else if (rc == 0)
+		if (!lease_write_local(leased_id, hwm_value))
 		{
-			snprintf(err, errlen, "ZooKeeper node \"%s/hwm/%d\" was changed by someone else",
-					 base_path, leased_id);
-			return false;
+			/* nothing is issued above what the data directory records */
+			lease_error("could not write the reservation file guid.reservation; see the server log");
+			return true;
 		}
-		else
-			lease_error(err);	/* keep the lease; retry next round */
+		GuidRaiseReservation(hwm_value);
 	}
 	return true;
 }
@@ -965,10 +1397,15 @@ LeaseWorkerLoop(void)
 	while (!ShutdownRequestPending)
 	{
 		err[0] = '\0';
-		if (zk == NULL && !lease_open())
+		if (zk == NULL)
 		{
-			zk_pump(RETRY_MS);
-			continue;
+			int			rc = lease_open();
+
+			if (rc <= 0)
+			{
+				zk_pump(rc == 0 ? 50 : RETRY_MS);
+				continue;
+			}
 		}
 		if (zk_expired || zk_auth_failed)
 		{

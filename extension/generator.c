@@ -70,7 +70,8 @@
 #define RESERVATION_FILE		"guid.reservation"
 #define RESERVATION_MAGIC		"guid reservation 1"
 
-/* The lease check's margin over CLOCK_MONOTONIC_COARSE's resolution. */
+/* The lease check's margin: a backend may check just before the deadline
+ * and issue just after it. */
 #define LEASE_CHECK_MARGIN_NS	(UINT64CONST(10) * 1000000)
 
 /* Backward clock movements smaller than this are not counted as steps:
@@ -540,32 +541,31 @@ generator_refuse(GuidMode mode)
 }
 
 /*
- * GuidMonotonicNs: CLOCK_MONOTONIC in nanoseconds.  The same clock in every
- * process, and it never steps: lease deadlines are counted on it.
+ * GuidMonotonicNs: CLOCK_BOOTTIME in nanoseconds.  The same clock in every
+ * process, it never steps, and unlike CLOCK_MONOTONIC it keeps counting
+ * while the machine is suspended: ZooKeeper's clock does not stop either, so
+ * a lease deadline counted on CLOCK_MONOTONIC would outlive a suspend.
+ * Lease deadlines are counted on it.
  */
 uint64
 GuidMonotonicNs(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_BOOTTIME, &ts);
 	return (uint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /*
- * The lease is valid for one more ID.  Uses the coarse monotonic clock (a
- * few ns instead of a full clock read) with a margin larger than its
- * resolution, so the answer errs on the side of refusing.
+ * The lease is valid for one more ID.  There is no coarse CLOCK_BOOTTIME:
+ * this is a full clock read (in the vDSO, about as cheap as the wall clock
+ * read of every call).  The margin errs on the side of refusing.
  */
 static inline bool
 generator_lease_valid(void)
 {
-	struct timespec ts;
-	uint64		now;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	now = (uint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
-	return now + LEASE_CHECK_MARGIN_NS < pg_atomic_read_u64(&GuidState->lease_deadline);
+	return GuidMonotonicNs() + LEASE_CHECK_MARGIN_NS <
+		pg_atomic_read_u64(&GuidState->lease_deadline);
 }
 
 /* GuidLeaseMode: true when node ids come from ZooKeeper. */
@@ -691,8 +691,8 @@ generator_wait_for_worker(int64 next_ms, bool *waiting, instr_time *wait_start)
 	if (INSTR_TIME_GET_MILLISEC(now) >= guid_max_clock_wait)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("guid reservation in ZooKeeper was not extended in time"),
-				 errdetail("The next ID needs millisecond %lld to be reserved in ZooKeeper; it was not within guid.max_clock_wait (%d ms).",
+				 errmsg("guid reservation was not extended in time"),
+				 errdetail("The next ID needs millisecond %lld to be reserved in ZooKeeper and in guid.reservation; it was not within guid.max_clock_wait (%d ms).",
 						   (long long) next_ms, guid_max_clock_wait),
 				 errhint("Check that ZooKeeper is reachable at guid.zookeeper (\"%s\"); guid.status shows the last error.",
 						 guid_zookeeper ? guid_zookeeper : "")));

@@ -237,14 +237,14 @@ typedef struct GuidShared
 	TimestampTz started_at;		/* set at shared-memory init */
 
 	/*
-	 * Lease (leased mode only).  lease_deadline is a CLOCK_MONOTONIC time in
+	 * Lease (leased mode only).  lease_deadline is a CLOCK_BOOTTIME time in
 	 * ns after which no ID may be issued; 0 when there is no lease.  Only the
 	 * worker writes it; backends check it on every call.
 	 */
 	pg_atomic_uint64 lease_deadline;
-	pg_atomic_uint64 last_ack;	/* monotonic ns of the send time of the
-								 * last request ZooKeeper answered; worker
-								 * writes */
+	pg_atomic_uint64 last_ack;	/* GuidMonotonicNs() of the send time of the
+								 * last write or sync ZooKeeper's leader
+								 * answered; worker writes */
 
 	slock_t		mutex;			/* protects everything below */
 	char		last_error[GUID_ERROR_LEN];

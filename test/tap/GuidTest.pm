@@ -20,7 +20,7 @@ use Exporter 'import';
 our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
   zookeeper_stop zookeeper_signal zk_ephemerals wait_for_lease
   kafka_conf kafka_read kafka_guids wait_published publisher_pid kafka_start kafka_stop
-  kafka_resume);
+  kafka_resume zk_proxy_start zk_proxy_mode zk_proxy_events zk_proxy_stop zk_get);
 
 my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -244,6 +244,195 @@ sub kafka_resume
 {
 	my $k = shift;
 	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/kafka.sh", 'resume', $k->{dir});
+}
+
+# --- A TCP proxy in front of ZooKeeper, for faults inside a session --------
+#
+# zk_proxy_start($zk_port): a proxy on a free loopback port that forwards
+# ZooKeeper's framed protocol (4-byte length, then the packet) both ways and
+# reads the request type of each packet.  Its mode file says what it does:
+#   pass            forward everything
+#   drop_set_reply  when the server answers a setData on a .../hwm/... path
+#                   (so the write was applied), close both sides without
+#                   passing the answer on; then back to pass
+#   cut             a follower cut off from the leader: requests that must
+#                   reach the leader (writes, sync) and everything after them
+#                   on that connection are held back; reads before them pass.
+#                   Back to pass, the held requests are sent on.
+# Events (accept, dropped, held <request type>) are appended to $dir/events.
+my $zk_proxy_code = <<'PROXY';
+use strict;
+use warnings;
+use IO::Socket::INET;
+use IO::Select;
+my ($listen_port, $up_port, $dir) = @ARGV;
+my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $listen_port,
+	Listen => 16, ReuseAddr => 1) or die "listen: $!";
+# create, delete, setData, setACL, sync, check, multi, create2, reconfig,
+# createContainer, deleteContainer, createTTL, closeSession
+my %leader = map { $_ => 1 } (1, 2, 5, 7, 9, 13, 14, 15, 16, 19, 20, 21, -11);
+my @conns;
+open(my $ev, '>>', "$dir/events") or die;
+$ev->autoflush(1);
+$SIG{TERM} = sub { exit 0 };
+sub mode
+{
+	open(my $f, '<', "$dir/mode") or return 'pass';
+	my $m = <$f> // 'pass';
+	chomp $m;
+	return $m;
+}
+sub sendall
+{
+	my ($fh, $data) = @_;
+	while (length $data)
+	{
+		my $n = syswrite($fh, $data);
+		return unless defined $n;
+		substr($data, 0, $n, '');
+	}
+}
+sub drop { my $k = shift; close $k->{c}; close $k->{s}; @conns = grep { $_ != $k } @conns; }
+sub packets
+{
+	my $bufref = shift;
+	my @p;
+	while (length($$bufref) >= 4)
+	{
+		my $len = unpack('N', $$bufref);
+		last if length($$bufref) < 4 + $len;
+		push @p, substr($$bufref, 0, 4 + $len, '');
+	}
+	return @p;
+}
+while (1)
+{
+	my $mode = mode();
+	for my $k (@conns)
+	{
+		next if $mode eq 'cut' || !$k->{holding};
+		sendall($k->{s}, $k->{held});
+		$k->{held} = '';
+		$k->{holding} = 0;
+	}
+	my $sel = IO::Select->new($l, map { ($_->{c}, $_->{s}) } @conns);
+	for my $fh ($sel->can_read(0.05))
+	{
+		if ($fh == $l)
+		{
+			my $c = $l->accept or next;
+			my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $up_port);
+			if (!$s) { close $c; next; }
+			push @conns, { c => $c, s => $s, cin => '', sin => '', cfirst => 1, sfirst => 1,
+				held => '', holding => 0, sets => {} };
+			print $ev "accept\n";
+			next;
+		}
+		my ($k) = grep { $_->{c} == $fh || $_->{s} == $fh } @conns;
+		next unless $k;
+		my $n = sysread($fh, my $buf, 65536);
+		if (!$n) { drop($k); next; }
+		if ($fh == $k->{c})
+		{
+			$k->{cin} .= $buf;
+			for my $pkt (packets(\$k->{cin}))
+			{
+				my ($xid, $type) = (0, 0);
+				if ($k->{cfirst}) { $k->{cfirst} = 0; }
+				else { ($xid, $type) = unpack('l> l>', substr($pkt, 4, 8)); }
+				if ($type == 5)
+				{
+					my ($plen) = unpack('l>', substr($pkt, 12, 4));
+					$k->{sets}{$xid} = substr($pkt, 16, $plen);
+				}
+				if ($mode eq 'cut' && ($k->{holding} || $leader{$type}))
+				{
+					print $ev "held $type\n";
+					$k->{holding} = 1;
+					$k->{held} .= $pkt;
+					next;
+				}
+				sendall($k->{s}, $pkt);
+			}
+		}
+		else
+		{
+			$k->{sin} .= $buf;
+			my $dropped = 0;
+			for my $pkt (packets(\$k->{sin}))
+			{
+				if ($k->{sfirst}) { $k->{sfirst} = 0; sendall($k->{c}, $pkt); next; }
+				my ($xid) = unpack('l>', substr($pkt, 4, 4));
+				my ($err) = unpack('l>', substr($pkt, 16, 4));
+				my $path = delete $k->{sets}{$xid};
+				if ($mode eq 'drop_set_reply' && defined $path && $path =~ m{/hwm/} && $err == 0)
+				{
+					print $ev "dropped the answer to setData $path\n";
+					open(my $f, '>', "$dir/mode.new") or die;
+					print $f "pass\n";
+					close $f;
+					rename("$dir/mode.new", "$dir/mode") or die;
+					drop($k);
+					$dropped = 1;
+					last;
+				}
+				sendall($k->{c}, $pkt);
+			}
+			next if $dropped;
+		}
+	}
+}
+PROXY
+
+sub zk_proxy_start
+{
+	my ($zk_port) = @_;
+	my $p = { port => PostgreSQL::Test::Cluster::get_free_port(),
+		dir => "$PostgreSQL::Test::Utils::tmp_check/zk_proxy_" . int(rand(1e9)) };
+	mkdir $p->{dir} or die "mkdir $p->{dir}: $!";
+	zk_proxy_mode($p, 'pass');
+	$p->{h} = IPC::Run::start([ $^X, '-e', $zk_proxy_code, $p->{port}, $zk_port, $p->{dir} ],
+		'>', "$p->{dir}/stdout", '2>', "$p->{dir}/stderr");
+	for (1 .. 100)
+	{
+		my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p->{port});
+		if ($s) { close $s; return $p; }
+		select(undef, undef, undef, 0.1);
+	}
+	die "the ZooKeeper proxy did not start: " . PostgreSQL::Test::Utils::slurp_file("$p->{dir}/stderr");
+}
+
+sub zk_proxy_mode
+{
+	my ($p, $mode) = @_;
+	open(my $f, '>', "$p->{dir}/mode.new") or die;
+	print $f "$mode\n";
+	close $f;
+	rename("$p->{dir}/mode.new", "$p->{dir}/mode") or die "rename: $!";
+}
+
+sub zk_proxy_events
+{
+	my $p = shift;
+	return -e "$p->{dir}/events" ? PostgreSQL::Test::Utils::slurp_file("$p->{dir}/events") : '';
+}
+
+sub zk_proxy_stop
+{
+	my $p = shift;
+	$p->{h}->signal('TERM');
+	$p->{h}->finish;
+}
+
+# zk_get($host_port, $path): the data of a znode, read with ZooKeeper's CLI.
+sub zk_get
+{
+	my ($hp, $path) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ '/usr/share/zookeeper/bin/zkCli.sh', '-server', $hp, 'get', $path ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(120));
+	my @lines = grep { /^\d+$/ } split /\n/, $out;
+	return $lines[-1];
 }
 
 1;
