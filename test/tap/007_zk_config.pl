@@ -1,4 +1,4 @@
-# Bad ZooKeeper configuration: a malformed connect string, an unreachable
+# Bad ZooKeeper configuration: a malformed connect string (refused at startup), an unreachable
 # server, ZooKeeper down at startup, credentials the namespace's ACL
 # refuses, a namespace whose 1024 ids are all taken.  The server stays up, guid.status and the log say why, and
 # generation fails clearly until a lease exists.
@@ -20,16 +20,12 @@ sub refused
 	like($err, qr/HINT:  Check that ZooKeeper is reachable at guid.zookeeper/, "$what: the hint names the setting");
 }
 
-# --- Malformed connect string ---------------------------------------------------
-my $bad = guid_node('malformed', node_id => undef, conf => zk_conf('no port here:not-a-port', 'cfg', '1s'));
-ok($bad->poll_query_until('postgres', "SELECT last_error LIKE 'could not start a ZooKeeper client%' FROM guid.status"),
-	'a malformed guid.zookeeper is reported in guid.status');
-is($bad->safe_psql('postgres', 'SELECT mode FROM guid.status'), 'connecting', '... mode stays connecting');
-ok($bad->log_contains(qr/WARNING:  guid: could not start a ZooKeeper client for guid.zookeeper "no port here:not-a-port"/),
-	'... and in the server log');
-refused($bad, 'malformed');
-is($bad->safe_psql('postgres', q{SELECT '1'::guid}), '1', '... and the server stays up');
-$bad->stop;
+# --- Malformed connect string: refused at startup (see also 004) ---------------
+my $bad = guid_node('malformed', node_id => undef, conf => zk_conf('no port here:not-a-port', 'cfg', '1s'),
+	start => 0);
+ok(!start_faked($bad, fail_ok => 1), 'a malformed guid.zookeeper stops the server at startup');
+ok($bad->log_contains(qr/invalid value for parameter "guid.zookeeper": "no port here:not-a-port"/),
+	'... and the log says why');
 
 # --- Nothing listening ---------------------------------------------------------------
 my $port = PostgreSQL::Test::Cluster::get_free_port();
