@@ -20,7 +20,7 @@ cp guid_consumer "$run/src/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$run/src"
 
 echo "== pgTAP (test/pgtap) =="
-pgtap_port=${GUID_PGTAP_PORT:-55433}
+pgtap_port=${GUID_PGTAP_PORT:-61433}
 trap 'scratch_stop "$run/pgtap"; "$root/test/services/services.sh" down' EXIT
 scratch_start "$run/pgtap" "$pgtap_port" "guid.node_id = 1"
 scratch_psql "$run/pgtap" "$pgtap_port" -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION guid'

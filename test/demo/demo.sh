@@ -19,7 +19,7 @@ trap 'scratch_stop "$dir/east"; scratch_stop "$dir/west"; test/services/services
 test/services/services.sh up
 . "$GUID_RUN_DIR/services/services.env"
 
-ports=(55451 55452)
+ports=(61451 61452)
 names=(east west)
 topic=demo_assignments
 stream_conf=("wal_level = logical" "guid.kafka_brokers = '$GUID_KAFKA'" "guid.kafka_topic = '$topic'")

@@ -9,9 +9,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 dir=$GUID_RUN_DIR/services
-zk_port=${GUID_ZOOKEEPER_PORT:-52181}
-redis_port=${GUID_REDIS_PORT:-56379}
-kafka_port=${GUID_KAFKA_PORT:-59092}
+zk_port=${GUID_ZOOKEEPER_PORT:-61181}
+redis_port=${GUID_REDIS_PORT:-61379}
+kafka_port=${GUID_KAFKA_PORT:-61092}
 
 case "${1:-}" in
 up)
