@@ -112,6 +112,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -141,6 +142,10 @@ char	   *guid_zookeeper = NULL;
 static char *guid_namespace = NULL;
 static int	guid_zookeeper_session_timeout = 30000;
 static char *guid_zookeeper_auth = NULL;
+static char *guid_zookeeper_auth_file = NULL;
+
+/* The credentials this worker uses (from the file or the inline setting). */
+static char *zk_auth = NULL;
 
 /* The one request in flight, filled by the completion callbacks. */
 typedef struct ZkCall
@@ -303,6 +308,17 @@ LeaseInit(void)
 							   "",
 							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.zookeeper_auth_file",
+							   gettext_noop("File holding the ZooKeeper digest credentials user:password; only the server's OS user may read it."),
+							   gettext_noop("Preferred to guid.zookeeper_auth, whose value roles with pg_read_all_settings can read."),
+							   &guid_zookeeper_auth_file,
+							   "",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	if (guid_zookeeper_auth[0] != '\0')
+		ereport(WARNING,
+				(errmsg("guid.zookeeper_auth holds a password that every role with pg_read_all_settings can read"),
+				 errhint("Put the credentials in a file only the server's OS user can read, and name it in guid.zookeeper_auth_file; guid.zookeeper_auth goes away in a later release.")));
 }
 
 /* ----------
@@ -566,7 +582,7 @@ zk_acl(void)
 	static struct ACL acl[2];
 	static struct ACL_vector vec;
 
-	if (guid_zookeeper_auth[0] == '\0')
+	if (zk_auth == NULL || zk_auth[0] == '\0')
 		return &ZOO_OPEN_ACL_UNSAFE;
 	/* all rights for the authenticated creator, read for everyone */
 	acl[0].perms = ZOO_PERM_ALL;
@@ -905,6 +921,45 @@ zk_lookup_finish(char *connect, size_t connlen, char *err, size_t errlen)
 }
 
 /*
+ * Load the credentials for a new session: from guid.zookeeper_auth_file
+ * (read again for every session, so a rotated file takes effect at the next
+ * one), else from guid.zookeeper_auth.  Returns false with a message in err
+ * when the file cannot be used: the worker then does not connect at all,
+ * since without credentials it would create znodes anybody may change.
+ */
+static bool
+lease_load_auth(char *err, size_t errlen)
+{
+	char	   *secret;
+
+	if (zk_auth != NULL && zk_auth != guid_zookeeper_auth)
+		pfree(zk_auth);
+	zk_auth = NULL;
+	if (guid_zookeeper_auth_file[0] == '\0')
+	{
+		zk_auth = guid_zookeeper_auth;
+		return true;
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		secret = GuidReadSecretFile("guid.zookeeper_auth_file", guid_zookeeper_auth_file, err, errlen);
+		MemoryContextSwitchTo(old);
+	}
+	if (secret == NULL)
+		return false;
+	if (strchr(secret, ':') == NULL || strchr(secret, '\n') != NULL)
+	{
+		snprintf(err, errlen, "guid.zookeeper_auth_file \"%s\" must hold one line user:password",
+				 guid_zookeeper_auth_file);
+		pfree(secret);
+		return false;
+	}
+	zk_auth = secret;
+	return true;
+}
+
+/*
  * Open a new session.  Returns 1 when the client is started, 0 while host
  * names are being resolved (call again), -1 after an error (reported).
  */
@@ -919,6 +974,12 @@ lease_open(void)
 
 	if (!zk_lookup.active)
 	{
+		if (!lease_load_auth(err, sizeof(err)))
+		{
+			lease_error(err);
+			lease_set_state("invalid");
+			return -1;
+		}
 		if (!zk_lookup_start(err, sizeof(err)))
 		{
 			lease_error(err);
@@ -966,9 +1027,8 @@ lease_open(void)
 	}
 	/* The addresses are numeric: re-resolving them while connected is moot. */
 	(void) zoo_set_servers_resolution_delay(zk, -1);
-	if (guid_zookeeper_auth[0] != '\0')
-		(void) zoo_add_auth(zk, "digest", guid_zookeeper_auth,
-							strlen(guid_zookeeper_auth), zk_void_done, NULL);
+	if (zk_auth[0] != '\0')
+		(void) zoo_add_auth(zk, "digest", zk_auth, strlen(zk_auth), zk_void_done, NULL);
 	connect_started = GuidMonotonicNs();
 	lease_set_state(reattach ? "reattaching" : "connecting");
 	if (reattach)

@@ -41,21 +41,52 @@ ok($id >= 0, "once ZooKeeper is up the cluster leases id $id");
 ok($unreach->safe_psql('postgres', 'SELECT guid_next() IS NOT NULL'), '... and issues IDs');
 is($unreach->safe_psql('postgres', 'SELECT last_error FROM guid.status'), '', '... and the error is cleared');
 
-# --- ACLs: with guid.zookeeper_auth, other credentials cannot lease or overwrite --
+# --- ACLs: with credentials, other credentials cannot lease or overwrite --------
+# The owner reads its credentials from a file only its OS user may read.
+my $auth_dir = PostgreSQL::Test::Utils::tempdir();
+sub auth_file
+{
+	my ($name, $content, $mode) = @_;
+	my $path = "$auth_dir/$name";
+	PostgreSQL::Test::Utils::append_to_file($path, $content);
+	chmod($mode, $path) or die "chmod $path: $!";
+	return $path;
+}
+my $owner_file = auth_file('owner', "guid:secret\n", 0600);
 my $owner = guid_node('acl_owner', node_id => undef,
-	conf => zk_conf("127.0.0.1:$port", 'secured', '2s') . "guid.zookeeper_auth = 'guid:secret'\n");
+	conf => zk_conf("127.0.0.1:$port", 'secured', '2s') . "guid.zookeeper_auth_file = '$owner_file'\n");
 wait_for_lease($owner);
+ok(!$owner->log_contains(qr/guid.zookeeper_auth holds a password/), 'credentials from a file: no warning');
+# The intruder still uses the inline setting: it works, with a warning.
 my $intruder = guid_node('acl_intruder', node_id => undef,
 	conf => zk_conf("127.0.0.1:$port", 'secured', '2s') . "guid.zookeeper_auth = 'other:password'\n");
 ok($intruder->poll_query_until('postgres', "SELECT last_error LIKE '%not authenticated%' FROM guid.status"),
-	'another user cannot lease in a namespace created with guid.zookeeper_auth');
+	'another user cannot lease in a namespace created with other credentials');
 refused($intruder, 'intruder');
+ok($intruder->log_contains(qr/WARNING:  guid.zookeeper_auth holds a password that every role with pg_read_all_settings can read/),
+	'the inline guid.zookeeper_auth still works, with a warning naming the risk');
+ok($intruder->log_contains(qr/HINT:  .*guid.zookeeper_auth_file/), '... and the file setting');
 is($owner->safe_psql('postgres', 'SELECT mode FROM guid.status'), 'leased', 'the owner keeps its lease');
-is($intruder->safe_psql('postgres', q{SELECT count(*) FROM pg_settings WHERE name = 'guid.zookeeper_auth'}), '1',
-	'guid.zookeeper_auth exists');
 $intruder->safe_psql('postgres', 'CREATE ROLE plain_user');
 my ($ret, $out, $err) = $intruder->psql('postgres', 'SET ROLE plain_user; SHOW guid.zookeeper_auth');
-like($err, qr/permission denied|must be superuser|privileges/, 'its value is for superusers only');
+like($err, qr/permission denied|must be superuser|privileges/, 'the inline value is for superusers only');
+$owner->safe_psql('postgres', 'CREATE ROLE monitor IN ROLE pg_monitor');
+is($owner->safe_psql('postgres', 'SET ROLE monitor; SHOW guid.zookeeper_auth_file'), $owner_file,
+	'pg_monitor sees the file setting: a path, not the secret');
+is($owner->safe_psql('postgres', 'SET ROLE monitor; SHOW guid.zookeeper_auth'), '',
+	'... and no secret in guid.zookeeper_auth');
+$owner->stop;
+$intruder->stop;
+
+# A file others may read is refused: the worker does not connect at all.
+my $open_file = auth_file('open', "guid:secret\n", 0644);
+my $careless = guid_node('acl_careless', node_id => undef,
+	conf => zk_conf("127.0.0.1:$port", 'secured', '2s') . "guid.zookeeper_auth_file = '$open_file'\n");
+ok($careless->poll_query_until('postgres',
+		"SELECT last_error LIKE '%has group or world access%' AND zookeeper_state = 'invalid' FROM guid.status"),
+	'a group- or world-readable credentials file is refused, and guid.status says why');
+refused($careless, 'careless');
+$careless->stop;
 
 # --- All 1024 ids of a namespace taken --------------------------------------------
 # ZooKeeper's own CLI holds every lease znode of namespace "full" in one session.
