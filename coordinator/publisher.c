@@ -121,7 +121,10 @@ char	   *guid_kafka_properties = NULL;
 char	   *guid_slot_name = NULL;
 char	   *guid_database = NULL;
 char	   *guid_publisher_conninfo = NULL;
+#ifdef GUID_FAULT_INJECTION
+/* Built into test builds only (make GUID_FAULT_INJECTION=1, as make test does). */
 static char *guid_publisher_test_pause = NULL;
+#endif
 
 typedef struct PubSession
 {
@@ -234,10 +237,12 @@ PublisherInit(void)
 {
 	BackgroundWorker worker;
 
+#ifdef GUID_FAULT_INJECTION
 	DefineCustomStringVariable("guid.publisher_test_pause",
 							   gettext_noop("For fault tests only: the publisher waits at this step (before_produce, before_commit, before_confirm)."),
 							   NULL, &guid_publisher_test_pause, "",
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+#endif
 
 	/* The rest take effect at server start only, as the worker does. */
 	if (!process_shared_preload_libraries_in_progress)
@@ -704,6 +709,7 @@ pub_produce(PubSession *s, const char *topic, int32 partition,
 	return true;
 }
 
+#ifdef GUID_FAULT_INJECTION
 /*
  * pub_pause: for fault tests, wait here while guid.publisher_test_pause
  * names this step.
@@ -725,6 +731,9 @@ pub_pause(PubSession *s, const char *step)
 	}
 	pub_set_state("streaming");
 }
+#else
+#define pub_pause(s, step) ((void) 0)
+#endif
 
 /*
  * pub_commit: put the checkpoint end_lsn in the open Kafka transaction,

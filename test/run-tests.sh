@@ -10,7 +10,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 . test/services/lib.sh
 
-install_and_build
+# A production build carries no fault-injection setting; the tests use a
+# test build (make GUID_FAULT_INJECTION=1) that does.
+test/services/install-packages.sh
+make -s
+if grep -q 'guid\.publisher_test_pause' guid.so; then
+	echo "not ok - a production guid.so must not define guid.publisher_test_pause" >&2
+	exit 1
+fi
+echo "ok - the production build defines no fault-injection setting"
+install_and_build GUID_FAULT_INJECTION=1
 
 run=$GUID_RUN_DIR/test
 run_dir_make "$run"

@@ -73,11 +73,12 @@ scratch_psql() {
 	as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "$@"
 }
 
-# install_and_build: the packages, then build and install guid.
+# install_and_build [MAKE_ARGS...]: the packages, then build and install guid
+# (a production build unless MAKE_ARGS say otherwise, e.g. GUID_FAULT_INJECTION=1).
 install_and_build() {
 	test/services/install-packages.sh
-	make -s
-	as_root make -s install >/dev/null
+	make -s "$@"
+	as_root make -s install "$@" >/dev/null
 }
 
 # stop_pidfile FILE: stop the process whose pid FILE holds (thawing it first
