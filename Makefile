@@ -30,6 +30,10 @@ OBJS = \
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(shell $(PG_CONFIG) --includedir)
+# A test build: see .build-flags below.
+ifdef GUID_FAULT_INJECTION
+PG_CPPFLAGS += -DGUID_FAULT_INJECTION
+endif
 SHLIB_LINK = -lzookeeper_st -lhiredis -lrdkafka -lpq
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
@@ -41,9 +45,6 @@ include $(PGXS)
 # fault tests use to hold a worker at a chosen step (make test builds it).
 # A production build has none of them.  The flag is kept in .build-flags so
 # that switching it rebuilds every object.
-ifdef GUID_FAULT_INJECTION
-PG_CPPFLAGS += -DGUID_FAULT_INJECTION
-endif
 $(shell echo '$(GUID_FAULT_INJECTION)' | cmp -s - .build-flags 2>/dev/null || echo '$(GUID_FAULT_INJECTION)' > .build-flags)
 $(OBJS): .build-flags
 
