@@ -31,13 +31,14 @@
  * hands us is the table's as of the decoded change, with one slot per
  * attribute ever added, dropped ones included, so a column added, or dropped
  * and added back (a new attribute number), changes the layout.  Extra
- * columns are ignored.  A missing or retyped one of the four is an ERROR
- * (SQLSTATE 42703 or 42804) raised before anything of the row is read: the
- * walsender ends the stream with it, the publisher shows it in guid.status
- * (state "error") and confirms nothing past that transaction.  The
- * attribute numbers are looked up once per relation and forgotten on any
- * relcache invalidation of it (an ALTER TABLE decoded from the WAL sends
- * one) and at every start of decoding.
+ * columns are ignored.  A missing, retyped or null one of the four is an
+ * ERROR (SQLSTATE 42703, 42804, 23502) raised before anything of the row is
+ * sent: the walsender ends the stream with it, the publisher shows it in
+ * guid.status (state "error") and confirms nothing past that transaction.
+ * The attribute numbers are looked up once per relation and forgotten on
+ * any relcache invalidation of it (an ALTER TABLE decoded from the WAL sends
+ * one) and at every start of decoding; each row still checks that they name
+ * the same live columns of the same types, and looks them up again if not.
  *
  * It runs in a walsender, so it may use PostgreSQL freely; apart from those
  * attribute numbers it keeps no state across transactions, and frees what
@@ -98,6 +99,7 @@ static struct
 {
 	Oid			relid;
 	AttrNumber	attnum[AUDIT_NCOLUMNS];
+	Oid			atttypid[AUDIT_NCOLUMNS];
 }			audit_columns;
 
 static bool decoder_callback_registered = false;
@@ -231,6 +233,26 @@ decoder_is_guid_type(Oid typid)
 	return ok;
 }
 
+/* Do the remembered attribute numbers still fit desc? */
+static bool
+decoder_columns_fit(TupleDesc desc)
+{
+	int			c;
+
+	for (c = 0; c < AUDIT_NCOLUMNS; c++)
+	{
+		Form_pg_attribute att;
+
+		if (audit_columns.attnum[c] < 1 || audit_columns.attnum[c] > desc->natts)
+			return false;
+		att = TupleDescAttr(desc, audit_columns.attnum[c] - 1);
+		if (att->attisdropped || att->atttypid != audit_columns.atttypid[c] ||
+			strcmp(NameStr(att->attname), audit_column_names[c]) != 0)
+			return false;
+	}
+	return true;
+}
+
 /*
  * decoder_audit_columns: find the four columns of guid.audit (rel) in its
  * descriptor by name, check their types and remember their attribute
@@ -286,6 +308,7 @@ decoder_audit_columns(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 					 errhint("Give guid.audit back its columns guid, node_id, created_at and service, then drop the replication slot \"%s\" to publish from now on.",
 							 NameStr(ctx->slot->data.name))));
 		audit_columns.attnum[c] = att->attnum;
+		audit_columns.atttypid[c] = att->atttypid;
 	}
 	audit_columns.relid = RelationGetRelid(rel);
 }
@@ -318,6 +341,8 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		}
 		decoder_audit_columns(ctx, txn, rel);
 	}
+	else if (!decoder_columns_fit(desc))
+		decoder_audit_columns(ctx, txn, rel);
 
 	/*
 	 * values[] in the order of audit_column_names, read by attribute number:
