@@ -26,8 +26,23 @@
  * are ignored.  Streaming of in-progress transactions and two-phase decoding
  * are not offered: a transaction is never split.
  *
- * It runs in a walsender, so it may use PostgreSQL freely; it keeps no
- * state across transactions, and frees what each row allocates.
+ * The four columns are read by name, never by position: guid.audit may
+ * have been altered since it was made.  The tuple descriptor PostgreSQL
+ * hands us is the table's as of the decoded change, with one slot per
+ * attribute ever added, dropped ones included, so a column added, or dropped
+ * and added back (a new attribute number), changes the layout.  Extra
+ * columns are ignored.  A missing, retyped or null one of the four is an
+ * ERROR (SQLSTATE 42703, 42804, 23502) raised before anything of the row is
+ * sent: the walsender ends the stream with it, the publisher shows it in
+ * guid.status (state "error") and confirms nothing past that transaction.
+ * The attribute numbers are looked up once per relation and forgotten on
+ * any relcache invalidation of it (an ALTER TABLE decoded from the WAL sends
+ * one) and at every start of decoding; each row still checks that they name
+ * the same live columns of the same types, and looks them up again if not.
+ *
+ * It runs in a walsender, so it may use PostgreSQL freely; apart from those
+ * attribute numbers it keeps no state across transactions, and frees what
+ * each row allocates.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,11 +57,13 @@
 #include "replication/output_plugin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "guid.h"
 
@@ -57,13 +74,59 @@ typedef struct DecoderState
 	StringInfoData json;
 } DecoderState;
 
+/* The columns of guid.audit the plugin reads, in this order. */
+enum
+{
+	AUDIT_GUID,
+	AUDIT_NODE_ID,
+	AUDIT_CREATED_AT,
+	AUDIT_SERVICE,
+	AUDIT_NCOLUMNS
+};
+
+static const char *const audit_column_names[AUDIT_NCOLUMNS] = {
+	"guid", "node_id", "created_at", "service"
+};
+
+/*
+ * Where those columns are in guid.audit's tuple descriptor.  relid is
+ * InvalidOid until they are looked up, and again after a relcache
+ * invalidation of that relation (decoder_relcache_cb) or a new decoding
+ * start.  Static: a relcache callback cannot be unregistered, so it must not
+ * point into a decoding context's memory.
+ */
+static struct
+{
+	Oid			relid;
+	AttrNumber	attnum[AUDIT_NCOLUMNS];
+	Oid			atttypid[AUDIT_NCOLUMNS];
+}			audit_columns;
+
+static bool decoder_callback_registered = false;
+
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+/* Forget the column numbers when guid.audit's definition may have changed. */
+static void
+decoder_relcache_cb(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == audit_columns.relid)
+		audit_columns.relid = InvalidOid;
+}
 
 static void
 decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 				bool is_init)
 {
 	DecoderState *st = palloc0(sizeof(DecoderState));
+
+	/* the catalog as of where this decoding starts: look the columns up again */
+	audit_columns.relid = InvalidOid;
+	if (!decoder_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(decoder_relcache_cb, (Datum) 0);
+		decoder_callback_registered = true;
+	}
 
 	st->context = AllocSetContextCreate(ctx->context, "guid decoder",
 										ALLOCSET_DEFAULT_SIZES);
@@ -152,32 +215,150 @@ decoder_rfc3339(StringInfo buf, TimestampTz ts)
 					 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
 }
 
+/* Is typid the extension's guid type (an 8-byte by-value type named guid)? */
+static bool
+decoder_is_guid_type(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	bool		ok = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_type typ = (Form_pg_type) GETSTRUCT(tup);
+
+		ok = strcmp(NameStr(typ->typname), "guid") == 0 &&
+			typ->typlen == sizeof(int64) && typ->typbyval;
+		ReleaseSysCache(tup);
+	}
+	return ok;
+}
+
+/* Do the remembered attribute numbers still fit desc? */
+static bool
+decoder_columns_fit(TupleDesc desc)
+{
+	int			c;
+
+	for (c = 0; c < AUDIT_NCOLUMNS; c++)
+	{
+		Form_pg_attribute att;
+
+		if (audit_columns.attnum[c] < 1 || audit_columns.attnum[c] > desc->natts)
+			return false;
+		att = TupleDescAttr(desc, audit_columns.attnum[c] - 1);
+		if (att->attisdropped || att->atttypid != audit_columns.atttypid[c] ||
+			strcmp(NameStr(att->attname), audit_column_names[c]) != 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * decoder_audit_columns: find the four columns of guid.audit (rel) in its
+ * descriptor by name, check their types and remember their attribute
+ * numbers.  Raises an ERROR, naming the transaction that cannot be decoded,
+ * if one is missing or has another type.
+ */
+static void
+decoder_audit_columns(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+					  Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	static const Oid expected[AUDIT_NCOLUMNS] = {
+		InvalidOid, INT4OID, TIMESTAMPTZOID, TEXTOID
+	};
+	int			c;
+
+	audit_columns.relid = InvalidOid;
+	for (c = 0; c < AUDIT_NCOLUMNS; c++)
+	{
+		Form_pg_attribute att = NULL;
+		bool		type_ok;
+		int			i;
+
+		for (i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute a = TupleDescAttr(desc, i);
+
+			if (!a->attisdropped &&
+				strcmp(NameStr(a->attname), audit_column_names[c]) == 0)
+			{
+				att = a;
+				break;
+			}
+		}
+		if (att == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("guid.audit has no column \"%s\"", audit_column_names[c]),
+					 errdetail("The transaction ending at %X/%X wrote a guid.audit row that the guid output plugin cannot decode; nothing from it on is published.",
+							   LSN_FORMAT_ARGS(txn->end_lsn)),
+					 errhint("Give guid.audit back its columns guid, node_id, created_at and service, then drop the replication slot \"%s\" to publish from now on.",
+							 NameStr(ctx->slot->data.name))));
+		type_ok = c == AUDIT_GUID ? decoder_is_guid_type(att->atttypid) :
+			att->atttypid == expected[c];
+		if (!type_ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of guid.audit has type %s, not %s",
+							audit_column_names[c], format_type_be(att->atttypid),
+							c == AUDIT_GUID ? "guid" : format_type_be(expected[c])),
+					 errdetail("The transaction ending at %X/%X wrote a guid.audit row that the guid output plugin cannot decode; nothing from it on is published.",
+							   LSN_FORMAT_ARGS(txn->end_lsn)),
+					 errhint("Give guid.audit back its columns guid, node_id, created_at and service, then drop the replication slot \"%s\" to publish from now on.",
+							 NameStr(ctx->slot->data.name))));
+		audit_columns.attnum[c] = att->attnum;
+		audit_columns.atttypid[c] = att->atttypid;
+	}
+	audit_columns.relid = RelationGetRelid(rel);
+}
+
 static void
 decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   Relation rel, ReorderBufferChange *change)
 {
 	DecoderState *st = ctx->output_plugin_private;
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		values[4];
-	bool		isnull[4];
+	HeapTuple	tuple;
+	Datum		values[AUDIT_NCOLUMNS];
 	MemoryContext old;
 	char	   *service;
 	int64		id;
+	int			c;
 
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
-		change->data.tp.newtuple == NULL || desc->natts < 4)
+		change->data.tp.newtuple == NULL)
 		return;
 
 	old = MemoryContextSwitchTo(st->context);
-	if (!decoder_is_audit(rel))
+	if (RelationGetRelid(rel) != audit_columns.relid)
 	{
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(st->context);
-		return;
+		if (!decoder_is_audit(rel))
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(st->context);
+			return;
+		}
+		decoder_audit_columns(ctx, txn, rel);
 	}
-	heap_deform_tuple(&change->data.tp.newtuple->tuple, desc, values, isnull);
-	if (isnull[0] || isnull[1] || isnull[2] || isnull[3])
-		elog(ERROR, "guid.audit row with a null column");
+	else if (!decoder_columns_fit(desc))
+		decoder_audit_columns(ctx, txn, rel);
+
+	/*
+	 * values[] in the order of audit_column_names, read by attribute number:
+	 * other columns, dropped or added, are never touched
+	 */
+	tuple = &change->data.tp.newtuple->tuple;
+	for (c = 0; c < AUDIT_NCOLUMNS; c++)
+	{
+		bool		isnull;
+
+		values[c] = heap_getattr(tuple, audit_columns.attnum[c], desc, &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("guid.audit row with a null %s", audit_column_names[c])));
+	}
 	id = DatumGetInt64(values[0]);
 	service = TextDatumGetCString(values[3]);
 

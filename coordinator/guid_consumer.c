@@ -23,9 +23,24 @@
  * claims a guid whose row rolled back; if Redis is down or forgets, the
  * PostgreSQL dedupe still holds.
  *
+ * Nothing is skipped silently:
+ *
+ *	- a stored position that is out of range (retention deleted messages
+ *	  before they were read, or the topic was recreated) stops the consumer
+ *	  with an error (auto.offset.reset=error); --from-earliest-on-reset
+ *	  restarts such a partition from its earliest offset instead, and the
+ *	  dedupe skips what was applied already;
+ *	- partitions added to the topic while it runs are consumed from their
+ *	  start (the partition count is read again every PARTITION_CHECK_MS).
+ *
+ * --table (and --schema) are quoted as identifiers, taken literally (case,
+ * spaces and quotes kept); --name is only ever a parameter or a Redis
+ * argument, never pasted into a command.
+ *
  * Usage:
  *	guid_consumer --brokers HOST:PORT --topic T --conninfo 'dbname=...'
- *		[--table guid_applied] [--name payments] [--redis HOST:PORT]
+ *		[--table guid_applied] [--schema S] [--name payments]
+ *		[--redis HOST:PORT] [--from-earliest-on-reset]
  *		[--idle-exit SECONDS] [--batch N] [--latency]
  *
  * --latency prints p50/p99 of (arrival - created_at) in ms at exit, for
@@ -57,13 +72,18 @@ typedef struct Options
 	const char *topic;
 	const char *conninfo;
 	const char *table;
+	const char *schema;
 	const char *name;
 	const char *redis;
 	int			idle_exit;
 	int			batch;
 	bool		latency;
 	bool		latency_only;
+	bool		earliest_on_reset;
 } Options;
+
+/* Look for partitions added to the topic this often, ms */
+#define PARTITION_CHECK_MS	5000
 
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -103,6 +123,24 @@ pg_exec(PGconn *pg, const char *sql, ExecStatusType expect)
 	if (PQresultStatus(res) != expect)
 		die("%s: %s", sql, PQerrorMessage(pg));
 	return res;
+}
+
+/* [schema.]table quoted as identifiers, malloc'd. */
+static char *
+quote_table(PGconn *pg, const char *schema, const char *table)
+{
+	char	   *t = PQescapeIdentifier(pg, table, strlen(table));
+	char	   *s = schema ? PQescapeIdentifier(pg, schema, strlen(schema)) : NULL;
+	char	   *out;
+
+	if (t == NULL || (schema && s == NULL))
+		die("bad --table or --schema: %s", PQerrorMessage(pg));
+	if (asprintf(&out, "%s%s%s", s ? s : "", s ? "." : "", t) < 0)
+		die("out of memory");
+	PQfreemem(t);
+	if (s)
+		PQfreemem(s);
+	return out;
 }
 
 /* Parse "created_at" (RFC 3339, UTC, as the publisher writes it) into ms. */
@@ -149,6 +187,98 @@ cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * assign_new_partitions: assign the partitions of the topic numbered
+ * nassigned and up (Kafka numbers them from 0 and never removes one), each
+ * at the position stored in PostgreSQL, or from its start.  Returns the
+ * number of partitions now assigned; on a metadata error, nassigned (try
+ * again later).
+ */
+static int
+assign_new_partitions(rd_kafka_t *rk, PGconn *pg, const Options *o,
+					  int nassigned, int timeout_ms)
+{
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
+	const rd_kafka_metadata_t *md;
+	rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+	rd_kafka_topic_partition_list_t *parts;
+	rd_kafka_error_t *error;
+	int			count;
+	int			i;
+
+	rd_kafka_topic_destroy(rkt);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return nassigned;
+	count = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR ?
+		md->topics[0].partition_cnt : 0;
+	rd_kafka_metadata_destroy(md);
+	if (count <= nassigned)
+		return nassigned;
+
+	parts = rd_kafka_topic_partition_list_new(count - nassigned);
+	for (i = nassigned; i < count; i++)
+	{
+		char		p[16];
+		const char *params[3] = {o->name, o->topic, p};
+		PGresult   *res;
+
+		if (o->latency_only)
+		{
+			rd_kafka_topic_partition_list_add(parts, o->topic, i)->offset =
+				nassigned == 0 ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+			continue;
+		}
+		snprintf(p, sizeof(p), "%d", i);
+		res = PQexecParams(pg, "SELECT next_offset FROM guid_consumer_offsets "
+						   "WHERE consumer = $1 AND topic = $2 AND partition = $3",
+						   3, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			die("%s", PQerrorMessage(pg));
+		rd_kafka_topic_partition_list_add(parts, o->topic, i)->offset =
+			PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : RD_KAFKA_OFFSET_BEGINNING;
+		PQclear(res);
+	}
+	/* without a subscription, partitions can be added to the assignment */
+	error = rd_kafka_incremental_assign(rk, parts);
+	if (error)
+		die("assigning partitions %d to %d of %s: %s", nassigned, count - 1, o->topic,
+			rd_kafka_error_string(error));
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (nassigned > 0)
+		fprintf(stderr, "guid_consumer: topic %s has %d partitions now; consuming partitions %d to %d from their start\n",
+				o->topic, count, nassigned, count - 1);
+	return count;
+}
+
+/* Queue a Redis command on a guid:seen key, in argv form (name and table
+ * may hold spaces or anything else). */
+static void
+redis_append_seen(redisContext *redis, const char *command, const Options *o,
+				  const char *guid, bool set)
+{
+	char	   *key;
+	const char *argv[6];
+	size_t		argvlen[6];
+	int			argc = 0;
+	int			i;
+
+	if (asprintf(&key, "guid:seen:%s:%s:%s", o->name, o->table, guid) < 0)
+		die("out of memory");
+	argv[argc++] = command;
+	argv[argc++] = key;
+	if (set)
+	{
+		argv[argc++] = "1";
+		argv[argc++] = "NX";
+		argv[argc++] = "EX";
+		argv[argc++] = "86400";
+	}
+	for (i = 0; i < argc; i++)
+		argvlen[i] = strlen(argv[i]);
+	redisAppendCommandArgv(redis, argc, argv, argvlen);
+	free(key);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -158,23 +288,26 @@ main(int argc, char **argv)
 		{"topic", required_argument, NULL, 't'},
 		{"conninfo", required_argument, NULL, 'd'},
 		{"table", required_argument, NULL, 'T'},
+		{"schema", required_argument, NULL, 'S'},
 		{"name", required_argument, NULL, 'n'},
 		{"redis", required_argument, NULL, 'r'},
 		{"idle-exit", required_argument, NULL, 'i'},
 		{"batch", required_argument, NULL, 'B'},
 		{"latency", no_argument, NULL, 'l'},
 		{"latency-only", no_argument, NULL, 'L'},
+		{"from-earliest-on-reset", no_argument, NULL, 'E'},
 		{NULL, 0, NULL, 0}
 	};
 	int			c;
 	char		errstr[512];
-	char		sql[1024];
+	char	   *sql;
+	char	   *table;
+	int			nparts = 0;
+	double		last_check;
 	PGconn	   *pg = NULL;
 	PGresult   *res;
 	rd_kafka_conf_t *conf;
 	rd_kafka_t *rk;
-	const rd_kafka_metadata_t *md;
-	rd_kafka_topic_partition_list_t *parts;
 	redisContext *redis = NULL;
 	rd_kafka_message_t **batch;
 	char		(*guids)[24];
@@ -197,12 +330,14 @@ main(int argc, char **argv)
 			case 't': o.topic = optarg; break;
 			case 'd': o.conninfo = optarg; break;
 			case 'T': o.table = optarg; break;
+			case 'S': o.schema = optarg; break;
 			case 'n': o.name = optarg; break;
 			case 'r': o.redis = optarg; break;
 			case 'i': o.idle_exit = atoi(optarg); break;
 			case 'B': o.batch = atoi(optarg); break;
 			case 'l': o.latency = true; break;
 			case 'L': o.latency = o.latency_only = true; break;
+			case 'E': o.earliest_on_reset = true; break;
 			default: die("unknown option; see the header of coordinator/guid_consumer.c");
 		}
 	}
@@ -217,24 +352,30 @@ main(int argc, char **argv)
 	if (PQstatus(pg) != CONNECTION_OK)
 		die("PostgreSQL: %s", PQerrorMessage(pg));
 	PQclear(pg_exec(pg, "SET client_min_messages = warning", PGRES_COMMAND_OK));
-	snprintf(sql, sizeof(sql),
-			 "CREATE TABLE IF NOT EXISTS %s (guid bigint PRIMARY KEY, node_id int NOT NULL, "
-			 "created_at timestamptz NOT NULL, service text NOT NULL, lsn pg_lsn NOT NULL, "
-			 "xid bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp());"
-			 "CREATE TABLE IF NOT EXISTS guid_consumer_offsets (consumer text, topic text, "
-			 "partition int, next_offset bigint NOT NULL, PRIMARY KEY (consumer, topic, partition))",
-			 o.table);
+	table = quote_table(pg, o.schema, o.table);
+	if (asprintf(&sql,
+				 "CREATE TABLE IF NOT EXISTS %s (guid bigint PRIMARY KEY, node_id int NOT NULL, "
+				 "created_at timestamptz NOT NULL, service text NOT NULL, lsn pg_lsn NOT NULL, "
+				 "xid bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp());"
+				 "CREATE TABLE IF NOT EXISTS guid_consumer_offsets (consumer text, topic text, "
+				 "partition int, next_offset bigint NOT NULL, PRIMARY KEY (consumer, topic, partition))",
+				 table) < 0)
+		die("out of memory");
 	PQclear(pg_exec(pg, sql, PGRES_COMMAND_OK));
-	snprintf(sql, sizeof(sql),
-			 "INSERT INTO %s (guid, node_id, created_at, service, lsn, xid) "
-			 "SELECT (j->>'guid')::bigint, (j->>'node_id')::int, (j->>'created_at')::timestamptz, "
-			 "j->>'service', (j->>'lsn')::pg_lsn, (j->>'xid')::bigint FROM (SELECT $1::jsonb AS j) m "
-			 "ON CONFLICT (guid) DO NOTHING", o.table);
+	free(sql);
+	if (asprintf(&sql,
+				 "INSERT INTO %s (guid, node_id, created_at, service, lsn, xid) "
+				 "SELECT (j->>'guid')::bigint, (j->>'node_id')::int, (j->>'created_at')::timestamptz, "
+				 "j->>'service', (j->>'lsn')::pg_lsn, (j->>'xid')::bigint FROM (SELECT $1::jsonb AS j) m "
+				 "ON CONFLICT (guid) DO NOTHING", table) < 0)
+		die("out of memory");
 	PQclear(pg_exec(pg, "SET synchronous_commit = on", PGRES_COMMAND_OK));
 	res = PQprepare(pg, "apply", sql, 1, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		die("prepare: %s", PQerrorMessage(pg));
 	PQclear(res);
+	free(sql);
+	free(table);
 	res = PQprepare(pg, "position",
 					"INSERT INTO guid_consumer_offsets VALUES ($1, $2, $3, $4) "
 					"ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
@@ -270,6 +411,8 @@ kafka:
 		rd_kafka_conf_set(conf, "group.id", o.name, errstr, sizeof(errstr)) ||
 		rd_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, sizeof(errstr)) ||
 		rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)) ||
+		rd_kafka_conf_set(conf, "auto.offset.reset", o.earliest_on_reset ? "earliest" : "error",
+						  errstr, sizeof(errstr)) ||
 		rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, sizeof(errstr)))
 		die("%s", errstr);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
@@ -278,48 +421,14 @@ kafka:
 	rd_kafka_poll_set_consumer(rk);
 
 	/* Assign every partition at the position stored in PostgreSQL. */
-	for (;;)
+	while ((nparts = assign_new_partitions(rk, pg, &o, 0, 5000)) == 0)
 	{
-		rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o.topic, NULL);
-		rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
-
-		rd_kafka_topic_destroy(rkt);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-			md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0)
-			break;
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			rd_kafka_metadata_destroy(md);
 		if (stop_requested)
 			return 0;
 		fprintf(stderr, "guid_consumer: waiting for topic %s\n", o.topic);
 		sleep(1);
 	}
-	parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-	for (i = 0; i < md->topics[0].partition_cnt; i++)
-	{
-		char		p[16];
-		const char *params[3] = {o.name, o.topic, p};
-
-		snprintf(p, sizeof(p), "%d", md->topics[0].partitions[i].id);
-		if (o.latency_only)
-		{
-			rd_kafka_topic_partition_list_add(parts, o.topic, md->topics[0].partitions[i].id)->offset =
-				RD_KAFKA_OFFSET_END;
-			continue;
-		}
-		res = PQexecParams(pg, "SELECT next_offset FROM guid_consumer_offsets "
-						   "WHERE consumer = $1 AND topic = $2 AND partition = $3",
-						   3, NULL, params, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			die("%s", PQerrorMessage(pg));
-		rd_kafka_topic_partition_list_add(parts, o.topic, md->topics[0].partitions[i].id)->offset =
-			PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : RD_KAFKA_OFFSET_BEGINNING;
-		PQclear(res);
-	}
-	rd_kafka_metadata_destroy(md);
-	if (rd_kafka_assign(rk, parts))
-		die("assign failed");
-	rd_kafka_topic_partition_list_destroy(parts);
+	last_check = now_ms();
 
 	batch = calloc(o.batch, sizeof(*batch));
 	guids = calloc(o.batch, sizeof(*guids));
@@ -330,6 +439,13 @@ kafka:
 	{
 		int			n = 0;
 
+		/* between batches (all that was read is applied): new partitions? */
+		if (now_ms() - last_check > PARTITION_CHECK_MS)
+		{
+			nparts = assign_new_partitions(rk, pg, &o, nparts, 2000);
+			last_check = now_ms();
+		}
+
 		/* up to --batch messages, or what arrives in 100 ms */
 		while (n < o.batch)
 		{
@@ -337,6 +453,13 @@ kafka:
 
 			if (m == NULL)
 				break;
+			if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
+				die("partition %d of topic %s: the stored position is out of range (%s). "
+					"Messages were deleted before they were read (retention) or the topic was recreated: "
+					"rows may be missing, and nothing was applied past the stored position. "
+					"Check the topic, then run with --from-earliest-on-reset to go on from its earliest "
+					"offset (the dedupe on guid skips rows already applied)",
+					m->partition, o.topic, rd_kafka_message_errstr(m));
 			if (m->err)
 			{
 				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -363,7 +486,7 @@ kafka:
 			if (!message_guid(batch[i]->payload, batch[i]->len, guids[i], sizeof(guids[i])))
 				die("message at offset %lld has no guid", (long long) batch[i]->offset);
 			if (redis)
-				redisAppendCommand(redis, "EXISTS guid:seen:%s:%s:%s", o.name, o.table, guids[i]);
+				redis_append_seen(redis, "EXISTS", &o, guids[i], false);
 		}
 		for (i = 0; redis && i < n; i++)
 		{
@@ -429,7 +552,7 @@ kafka:
 
 		/* only now may Redis say "applied" */
 		for (i = 0; redis && i < n; i++)
-			redisAppendCommand(redis, "SET guid:seen:%s:%s:%s 1 NX EX 86400", o.name, o.table, guids[i]);
+			redis_append_seen(redis, "SET", &o, guids[i], true);
 		for (i = 0; redis && i < n; i++)
 		{
 			redisReply *r = NULL;

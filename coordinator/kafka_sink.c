@@ -11,7 +11,8 @@
  * message fails the transaction's commit, which is all the publisher needs.
  *
  * librdkafka's blocking calls do not return on signals, so every one is
- * made with a short timeout (KAFKA_STEP_MS) in a loop that runs
+ * made with a short timeout (KAFKA_STEP_MS, at most KAFKA_QUERY_STEP_MAX_MS
+ * for a query that waits for a broker's answer) in a loop that runs
  * CHECK_FOR_INTERRUPTS(); a timeout comes back as KAFKA_RETRY and the
  * caller repeats the call, as librdkafka asks ("retry it, never guess").
  *
@@ -33,6 +34,8 @@
 #include "kafka_sink.h"
 
 #define KAFKA_STEP_MS		100
+/* A step of a call that needs a round trip to a broker: at most this, ms */
+#define KAFKA_QUERY_STEP_MAX_MS	1000
 
 struct KafkaSink
 {
@@ -60,8 +63,7 @@ KafkaStatusName(KafkaStatus status)
 
 /*
  * kafka_apply_properties: set each "name=value" of a ';'-separated list on
- * conf (or only check the syntax when conf is NULL).  Returns false and
- * fills err on the first bad entry.
+ * conf.  Returns false and fills err on the first bad entry.
  */
 static bool
 kafka_apply_properties(rd_kafka_conf_t *conf, const char *properties,
@@ -100,7 +102,7 @@ kafka_apply_properties(rd_kafka_conf_t *conf, const char *properties,
 		for (end = value + strlen(value); end > value && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n'); end--)
 			;
 		*end = '\0';
-		if (conf && rd_kafka_conf_set(conf, name, value, cerr, sizeof(cerr)) != RD_KAFKA_CONF_OK)
+		if (rd_kafka_conf_set(conf, name, value, cerr, sizeof(cerr)) != RD_KAFKA_CONF_OK)
 		{
 			snprintf(err, errlen, "%s", cerr);
 			ok = false;
@@ -109,13 +111,6 @@ kafka_apply_properties(rd_kafka_conf_t *conf, const char *properties,
 	}
 	pfree(copy);
 	return ok;
-}
-
-/* KafkaPropertiesValid: true if properties parses as name=value pairs. */
-bool
-KafkaPropertiesValid(const char *properties, char *err, size_t errlen)
-{
-	return kafka_apply_properties(NULL, properties, err, errlen);
 }
 
 /* Build a configuration: brokers, the user's properties, then ours. */
@@ -417,13 +412,32 @@ KafkaSinkCommit(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
 						  "commit_transaction", err, errlen);
 }
 
-/* KafkaSinkAbort: abort the open transaction; one short step, as commit. */
-KafkaStatus
-KafkaSinkAbort(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
+/*
+ * kafka_query_high_watermark: rd_kafka_query_watermark_offsets() of
+ * partition 0 of topic, which blocks without looking at signals, in steps
+ * with CHECK_FOR_INTERRUPTS() before each.  A step that times out adds its
+ * timeout to *waited and is tried again with a longer one (up to
+ * KAFKA_QUERY_STEP_MAX_MS, so that a slow broker's answer can still arrive),
+ * until *waited reaches timeout_ms.
+ */
+static rd_kafka_resp_err_t
+kafka_query_high_watermark(rd_kafka_t *rk, const char *topic, int64_t *lo,
+						   int64_t *hi, int timeout_ms, int *waited)
 {
-	CHECK_FOR_INTERRUPTS();
-	return kafka_classify(ks, rd_kafka_abort_transaction(ks->rk, timeout_ms),
-						  "abort_transaction", err, errlen);
+	int			step = KAFKA_STEP_MS;
+	rd_kafka_resp_err_t werr;
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		werr = rd_kafka_query_watermark_offsets(rk, topic, 0, lo, hi, step);
+		if (werr != RD_KAFKA_RESP_ERR__TIMED_OUT)
+			return werr;
+		*waited += step;
+		if (*waited >= timeout_ms)
+			return werr;
+		step = Min(step * 2, KAFKA_QUERY_STEP_MAX_MS);
+	}
 }
 
 /*
@@ -497,7 +511,7 @@ KafkaSinkReadCheckpoint(const char *brokers, const char *properties,
 			 * newer checkpoints.  Done only once the high watermark is
 			 * reached.
 			 */
-			werr = rd_kafka_query_watermark_offsets(rk, topic, 0, &lo, &hi, 5000);
+			werr = kafka_query_high_watermark(rk, topic, &lo, &hi, timeout_ms, &waited);
 			if (werr == RD_KAFKA_RESP_ERR_NO_ERROR && end >= hi)
 			{
 				status = KAFKA_OK;

@@ -37,6 +37,9 @@
  * replay them after a crash, its position is persisted at checkpoints) are
  * skipped.  A slot found *ahead* of the checkpoint means rows may be missing
  * from Kafka: the publisher stops and says so (state "gap"), it never skips.
+ * A guid.audit row the output plugin cannot decode (a column missing,
+ * retyped or null) ends the stream with an ERROR; the publisher shows it
+ * (state "error"), confirms nothing past it and retries with a backoff.
  *
  * The transactional.id and the checkpoint key are
  * guid-<guid.namespace>-<system identifier>-<slot>: stable across restarts
@@ -888,6 +891,19 @@ pub_decoded(PubSession *s, const char *m, int len)
 }
 
 /*
+ * pub_undecodable: true if sqlstate, ending the replication stream, is one
+ * the output plugin raises for a guid.audit row it cannot decode (a column
+ * missing, retyped or null; coordinator/decoder.c).
+ */
+static bool
+pub_undecodable(const char *sqlstate)
+{
+	return strcmp(sqlstate, "42703") == 0 ||	/* undefined_column */
+		strcmp(sqlstate, "42804") == 0 ||	/* datatype_mismatch */
+		strcmp(sqlstate, "23502") == 0;	/* not_null_violation */
+}
+
+/*
  * pub_read: take what the walsender sent so far.  Sets *drained when the
  * connection has nothing more right now.  Returns false on failure.
  */
@@ -934,9 +950,19 @@ pub_read(PubSession *s, bool *drained)
 		if (len < 0)
 		{
 			PGresult   *res = PQgetResult(s->conn);
+			const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
-			pub_fail(LOG, "replication stream ended: %s",
-					 res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
+			if (sqlstate && pub_undecodable(sqlstate))
+			{
+				/* every retry stops at the same row: an operator must act */
+				pub_set_state("error");
+				pub_fail(WARNING, "cannot decode guid.audit after %X/%X: %s",
+						 LSN_FORMAT_ARGS(s->checkpoint),
+						 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+			}
+			else
+				pub_fail(LOG, "replication stream ended: %s",
+						 res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
 			PQclear(res);
 			return false;
 		}

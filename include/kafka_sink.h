@@ -46,14 +46,11 @@ extern KafkaStatus KafkaSinkProduce(KafkaSink *ks, const char *topic,
 									char *err, size_t errlen);
 extern KafkaStatus KafkaSinkCommit(KafkaSink *ks, int timeout_ms,
 								   char *err, size_t errlen);
-extern KafkaStatus KafkaSinkAbort(KafkaSink *ks, int timeout_ms,
-								  char *err, size_t errlen);
 extern KafkaStatus KafkaSinkReadCheckpoint(const char *brokers,
 										   const char *properties,
 										   const char *topic, const char *key,
 										   char *value, size_t valuelen,
 										   bool *found, int timeout_ms,
 										   char *err, size_t errlen);
-extern bool KafkaPropertiesValid(const char *properties, char *err, size_t errlen);
 
 #endif							/* KAFKA_SINK_H */

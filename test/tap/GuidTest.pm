@@ -20,7 +20,8 @@ use Exporter 'import';
 our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
   zookeeper_stop zookeeper_signal zk_ephemerals wait_for_lease
   kafka_conf kafka_read kafka_guids wait_published publisher_pid kafka_start kafka_stop
-  kafka_resume zk_proxy_start zk_proxy_mode zk_proxy_events zk_proxy_stop zk_get);
+  kafka_resume zk_proxy_start zk_proxy_mode zk_proxy_events zk_proxy_stop zk_get
+  kafka_admin kafka_produce stream_messages);
 
 my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -433,6 +434,42 @@ sub zk_get
 		'>', \$out, '2>', \$err, IPC::Run::timeout(120));
 	my @lines = grep { /^\d+$/ } split /\n/, $out;
 	return $lines[-1];
+# kafka_admin($brokers, @args): what kcat cannot do (test/tap/kafka_admin.c:
+# create, delete, partitions, delete-records).  Dies if the broker refuses.
+sub kafka_admin
+{
+	my ($brokers, @args) = @_;
+	my $bin = "$PostgreSQL::Test::Utils::tmp_check/kafka_admin";
+	PostgreSQL::Test::Utils::system_or_bail('cc', '-o', $bin, "$FindBin::RealBin/kafka_admin.c", '-lrdkafka')
+	  unless -x $bin;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $bin, $brokers, @args ], '>', \$out, '2>', \$err)
+	  or die "kafka_admin @args: $err";
+}
+
+# kafka_produce($brokers, $topic, $partition, @messages): each message
+# ([ key, value ]) to that partition, outside any transaction.
+sub kafka_produce
+{
+	my ($brokers, $topic, $partition, @messages) = @_;
+	my $in = join '', map { "$_->[0]\t$_->[1]\n" } @messages;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'kcat', '-P', '-b', $brokers, '-t', $topic, '-p', $partition, '-K', "\t" ],
+		'<', \$in, '>', \$out, '2>', \$err)
+	  or die "kcat -P failed: $err";
+}
+
+# stream_messages($node, $n, $service): $n new guids of $node as messages of
+# the audit stream ([ key, JSON value ]), as the publisher writes them.
+sub stream_messages
+{
+	my ($node, $n, $service) = @_;
+	my $out = $node->safe_psql('postgres', qq{
+		SELECT format('{"guid":"%s","node_id":%s,"created_at":"%s","service":"%s","lsn":"0/1","xid":1}',
+			g, guid_node(g), to_char(guid_timestamp(g) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+			'$service')
+		FROM (SELECT guid_next() AS g FROM generate_series(1, $n)) s});
+	return map { [ $service, $_ ] } split /\n/, $out;
 }
 
 1;

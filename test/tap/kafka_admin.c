@@ -1,0 +1,152 @@
+/*
+ * kafka_admin.c: a test helper for what kcat cannot do, through librdkafka's
+ * admin API:
+ *
+ *	kafka_admin BROKERS create TOPIC PARTITIONS	create a topic (retried while
+ *												an older one is being deleted)
+ *	kafka_admin BROKERS delete TOPIC			delete a topic
+ *	kafka_admin BROKERS partitions TOPIC TOTAL	raise its partition count
+ *	kafka_admin BROKERS delete-records TOPIC PARTITION OFFSET
+ *												delete the records before
+ *												OFFSET, as retention does
+ *
+ * Exits 0 when the broker said yes, 1 with the reason on stderr otherwise.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <librdkafka/rdkafka.h>
+
+static rd_kafka_t *rk;
+
+/* Wait for the admin result on queue; returns its first topic error. */
+static int
+admin_result(rd_kafka_queue_t *queue, rd_kafka_event_type_t type, char *err, size_t errlen)
+{
+	rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 60000);
+	const rd_kafka_topic_result_t **tr = NULL;
+	size_t		n = 0;
+	int			code = 0;
+
+	if (ev == NULL)
+	{
+		snprintf(err, errlen, "timed out");
+		return -1;
+	}
+	if (rd_kafka_event_error(ev))
+	{
+		snprintf(err, errlen, "%s", rd_kafka_event_error_string(ev));
+		code = rd_kafka_event_error(ev);
+	}
+	else if (type == RD_KAFKA_EVENT_CREATETOPICS_RESULT)
+		tr = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+	else if (type == RD_KAFKA_EVENT_DELETETOPICS_RESULT)
+		tr = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+	else if (type == RD_KAFKA_EVENT_CREATEPARTITIONS_RESULT)
+		tr = rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &n);
+	else if (type == RD_KAFKA_EVENT_DELETERECORDS_RESULT)
+	{
+		const rd_kafka_topic_partition_list_t *offsets =
+			rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+
+		if (offsets && offsets->cnt > 0 && offsets->elems[0].err)
+		{
+			code = offsets->elems[0].err;
+			snprintf(err, errlen, "%s", rd_kafka_err2str(offsets->elems[0].err));
+		}
+	}
+	if (n > 0 && rd_kafka_topic_result_error(tr[0]))
+	{
+		code = rd_kafka_topic_result_error(tr[0]);
+		snprintf(err, errlen, "%s", rd_kafka_topic_result_error_string(tr[0]));
+	}
+	rd_kafka_event_destroy(ev);
+	return code;
+}
+
+int
+main(int argc, char **argv)
+{
+	char		err[512] = "";
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_queue_t *queue;
+	const char *cmd;
+	const char *topic;
+	int			code = -1;
+	int			tries;
+
+	if (argc < 4)
+	{
+		fprintf(stderr, "usage: kafka_admin BROKERS create|delete|partitions|delete-records TOPIC ...\n");
+		return 2;
+	}
+	cmd = argv[2];
+	topic = argv[3];
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", argv[1], err, sizeof(err)))
+	{
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (rk == NULL)
+	{
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	queue = rd_kafka_queue_new(rk);
+
+	if (strcmp(cmd, "create") == 0 && argc == 5)
+	{
+		/* a topic being deleted cannot be created again at once */
+		for (tries = 0; tries < 300; tries++)
+		{
+			rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, atoi(argv[4]), 1, err, sizeof(err));
+
+			rd_kafka_CreateTopics(rk, &nt, 1, NULL, queue);
+			code = admin_result(queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, err, sizeof(err));
+			rd_kafka_NewTopic_destroy(nt);
+			if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+				break;
+			usleep(200000);
+		}
+	}
+	else if (strcmp(cmd, "delete") == 0 && argc == 4)
+	{
+		rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
+
+		rd_kafka_DeleteTopics(rk, &dt, 1, NULL, queue);
+		code = admin_result(queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, err, sizeof(err));
+		rd_kafka_DeleteTopic_destroy(dt);
+	}
+	else if (strcmp(cmd, "partitions") == 0 && argc == 5)
+	{
+		rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(topic, atoi(argv[4]), err, sizeof(err));
+
+		rd_kafka_CreatePartitions(rk, &np, 1, NULL, queue);
+		code = admin_result(queue, RD_KAFKA_EVENT_CREATEPARTITIONS_RESULT, err, sizeof(err));
+		rd_kafka_NewPartitions_destroy(np);
+	}
+	else if (strcmp(cmd, "delete-records") == 0 && argc == 6)
+	{
+		rd_kafka_topic_partition_list_t *before = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_DeleteRecords_t *dr;
+
+		rd_kafka_topic_partition_list_add(before, topic, atoi(argv[4]))->offset = atoll(argv[5]);
+		dr = rd_kafka_DeleteRecords_new(before);
+		rd_kafka_DeleteRecords(rk, &dr, 1, NULL, queue);
+		code = admin_result(queue, RD_KAFKA_EVENT_DELETERECORDS_RESULT, err, sizeof(err));
+		rd_kafka_DeleteRecords_destroy(dr);
+		rd_kafka_topic_partition_list_destroy(before);
+	}
+	else
+	{
+		fprintf(stderr, "kafka_admin: bad arguments\n");
+		return 2;
+	}
+	if (code != 0)
+		fprintf(stderr, "kafka_admin %s %s: %s\n", cmd, topic, err);
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_destroy(rk);
+	return code == 0 ? 0 : 1;
+}
