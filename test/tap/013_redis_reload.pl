@@ -24,10 +24,10 @@ my $rb = redis_start('b');
 my $rc = redis_start('c', '--tcp-backlog', '1');
 
 # A host name that is in no /etc/hosts: its lookup goes to DNS, which first
-# opens HOSTALIASES (single-label names), here a FIFO nobody writes to, so
-# the lookup hangs until the test opens the FIFO for writing.
+# opens HOSTALIASES (single-label names).  The test makes that a FIFO nobody
+# writes to (arm_lookups), so the lookup hangs until the test releases it.
 my $fifo = "$PostgreSQL::Test::Utils::tmp_check/hostaliases";
-mkfifo($fifo, 0600) or die "mkfifo $fifo: $!";
+PostgreSQL::Test::Utils::append_to_file($fifo, '');
 my $node = do
 {
 	local $ENV{HOSTALIASES} = $fifo;
@@ -37,16 +37,27 @@ my $node = do
 
 sub key_in { my ($r, $key) = @_; return redis_cli($r, 'GET', "guid:idem:default:$key") }
 
+# call($session, $sql): its output; an error goes to the log and gives undef.
+sub call
+{
+	my ($session, $sql) = @_;
+	my $out = $session->query($sql);
+	return $out if $session->{stderr} eq '';
+	note("$sql: $session->{stderr}");
+	$session->{stderr} = '';
+	return undef;
+}
+
 # --- A reload moves every backend to the new Redis --------------------------------
 my $old = $node->background_psql('postgres', on_error_stop => 0);
-like($old->query_safe("SELECT guid_next('svc', 'warm')"), qr/^\d+$/, 'an old backend uses Redis A');
+like(call($old, "SELECT guid_next('svc', 'warm')"), qr/^\d+$/, 'an old backend uses Redis A');
 
 redis_cli($rb, 'CONFIG', 'SET', 'requirepass', 'one');
 $rb->{password} = 'one';
 set_guid_redis($node, "one\@127.0.0.1:$rb->{port}", $old);
 my $new_id = $node->safe_psql('postgres', "SELECT guid_next('svc', 'moved')");
 like($new_id, qr/^\d+$/, 'after guid.redis moved to Redis B (with a password), a new backend gets a guid');
-is($old->query_safe("SELECT guid_next('svc', 'moved')"), $new_id,
+is(call($old, "SELECT guid_next('svc', 'moved')"), $new_id,
 	'the old backend gives the same guid for that new key');
 is(key_in($rb, 'svc:moved'), $new_id, '... the one Redis B holds');
 is(key_in($ra, 'svc:moved'), '', '... and Redis A never saw the key');
@@ -66,7 +77,7 @@ my ($old_client) = @{ clients($rb) };
 redis_cli($rb, 'CONFIG', 'SET', 'requirepass', 'two');
 $rb->{password} = 'two';
 set_guid_redis($node, "two\@127.0.0.1:$rb->{port}", $old);
-is($old->query_safe("SELECT guid_next('svc', 'moved')"), $new_id, 'after a password change the old backend still gets the guid');
+is(call($old, "SELECT guid_next('svc', 'moved')"), $new_id, 'after a password change the old backend still gets the guid');
 my $now = clients($rb);
 is(scalar(@$now), 1, '... over one connection');
 isnt($now->[0], $old_client, '... a new one, made with the new password');
@@ -104,7 +115,10 @@ like($after, qr/^\d+$/, '... and returns a guid');
 is(key_in($rc, 'svc:after_connect'), $after, '... the one Redis C holds');
 
 # --- statement_timeout during a round trip ------------------------------------------
-my $before = $s->query_safe("SELECT guid_next('svc', 'before_freeze')");
+$s->quit;
+$s = $node->background_psql('postgres', on_error_stop => 0);
+my $before = call($s, "SELECT guid_next('svc', 'before_freeze')");
+like($before, qr/^\d+$/, 'a new backend uses Redis C');
 kill 'STOP', redis_pid($rc);
 $s->query("SET statement_timeout = '300ms'; SELECT guid_next('svc', 'cut_roundtrip')");
 like($s->{stderr}, qr/canceling statement due to statement timeout/, 'statement_timeout interrupts a call waiting for Redis');
@@ -117,25 +131,39 @@ $after = $s->query("RESET statement_timeout; SELECT guid_next('svc', 'after_roun
 is($s->{stderr}, '', 'the next call on that backend raises no error');
 $s->{stderr} = '';
 is(key_in($rc, 'svc:after_roundtrip'), $after, '... and settles its key with Redis C');
-is($s->query_safe("SELECT guid_next('svc', 'before_freeze')"), $before, '... a known key keeps its guid');
+is(call($s, "SELECT guid_next('svc', 'before_freeze')"), $before, '... a known key keeps its guid');
 
 # --- Host names --------------------------------------------------------------------------
-set_guid_redis($node, "localhost:$ra->{port}", $s);
-is($s->query_safe("SELECT guid_next('svc', 'warm')"), key_in($ra, 'svc:warm'), 'guid.redis = localhost:port reaches Redis A');
+$s->quit;
+set_guid_redis($node, "localhost:$ra->{port}");
+$s = $node->background_psql('postgres', on_error_stop => 0);
+is(call($s, "SELECT guid_next('svc', 'warm')"), key_in($ra, 'svc:warm'), 'guid.redis = localhost:port reaches Redis A');
 
 set_guid_redis($node, "no-such-host.invalid:$ra->{port}", $s);
-my ($ret, $out, $err) = $node->psql('postgres', "SELECT guid_next('svc', 'warm')");
-like($err, qr/could not resolve Redis host "no-such-host\.invalid"/, 'a name that does not resolve is a clear error');
+$s->query("SELECT guid_next('svc', 'warm')");
+like($s->{stderr}, qr/could not resolve Redis host "no-such-host\.invalid"/, 'a name that does not resolve is a clear error');
+$s->{stderr} = '';
 
 # A lookup that hangs: statement_timeout interrupts it.  The calling backend
 # then waits on an advisory lock the test holds, so that the test can see
 # that the lookup was (and still is) hanging in glibc's helper thread.
 sub release_lookups
 {
-	# A writer lets every lookup blocked in opening the FIFO go on (to EOF).
-	sysopen(my $w, $fifo, O_WRONLY | O_NONBLOCK) or return 0;
-	close $w;
-	return 1;
+	# A writer lets every lookup blocked in opening the FIFO go on (to EOF);
+	# an empty file in its place lets the ones that look again go on too.
+	my $w;
+	my $hung = sysopen($w, $fifo, O_WRONLY | O_NONBLOCK);
+	PostgreSQL::Test::Utils::append_to_file("$fifo.plain", '');
+	rename("$fifo.plain", $fifo) or die "rename: $!";
+	close $w if $hung;
+	return $hung ? 1 : 0;
+}
+
+# arm_lookups(): from now on a lookup hangs until release_lookups().
+sub arm_lookups
+{
+	mkfifo("$fifo.new", 0600) or die "mkfifo: $!";
+	rename("$fifo.new", $fifo) or die "rename: $!";
 }
 
 # hung_call(@psql_commands): run them, then wait on advisory lock 42.
@@ -146,6 +174,7 @@ sub hung_call
 {
 	my @cmds = @_;
 	my ($o, $e) = ('', '');
+	arm_lookups();
 	$holder->query_safe('SELECT pg_advisory_lock(42)');
 	my $h = IPC::Run::start(
 		[ 'psql', '-XAtq', '-d', $node->connstr('postgres'),
@@ -175,13 +204,12 @@ ok($by_itself && $was_hung, 'guid.redis_timeout ends a call whose host name look
 like($hung_err, qr/could not resolve Redis host "redishost": timed out after 500 ms/, '... with a clear error');
 $holder->quit;
 
-# The session that looked names up goes on with an address.
+# The session whose lookup failed goes on with an address.
 set_guid_redis($node, "pw\@127.0.0.1:$rc->{port}", $s);
-is($s->query_safe("SELECT guid_next('svc', 'after_connect')"), key_in($rc, 'svc:after_connect'),
-	'a backend goes on after its lookups');
+is(call($s, "SELECT guid_next('svc', 'after_connect')"), key_in($rc, 'svc:after_connect'),
+	'a backend goes on after a failed lookup');
 $s->quit;
 
 $node->stop;
-release_lookups();
 redis_stop($_) for ($ra, $rb, $rc);
 done_testing();
