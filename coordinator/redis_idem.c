@@ -12,9 +12,26 @@
  * I/O is hiredis in non-blocking mode, waited for on a WaitEventSet (latch,
  * postmaster death, socket) kept with the connection: a cancel or a
  * terminate interrupts a slow Redis, postmaster death ends the wait, and
- * guid.redis_timeout bounds connect and each whole pipeline.
- * A connection that saw any error, or was interrupted in the middle of a
- * pipeline, is dropped and opened again on next use.
+ * guid.redis_timeout bounds the connect and each wait for progress.
+ *
+ * The connection is only ever in one of two states between calls: absent,
+ * or connected, authenticated and with no reply outstanding.  Any exchange
+ * that fails, or that an interrupt (a cancel, statement_timeout) ends with
+ * an ERROR in the middle, drops it together with every reply read so far
+ * (PG_CATCH below), so the next call starts afresh: a connection
+ * interrupted before its AUTH went out is never used unauthenticated.
+ *
+ * guid.redis is a reload setting, and a reload changes it in every backend
+ * at its next command.  The connection remembers the guid.redis it was made
+ * from; a call that finds another value drops it and connects to the new
+ * one, so old and new backends never settle one key with two Redis servers.
+ *
+ * Host names are resolved with glibc's getaddrinfo_a() and waited for on
+ * the latch, so a slow DNS server is bounded by guid.redis_timeout and a
+ * cancel interrupts it; hiredis itself is only ever given numeric
+ * addresses (its own lookup is a blocking getaddrinfo()).  A lookup that is
+ * abandoned is left to its helper thread and reaped later: the thread
+ * calls nothing of PostgreSQL, and blocks all signals.
  *
  * Like Redis's anet.c, the functions here return a status and fill an error
  * buffer; the SQL functions (extension/idempotent.c) turn that into
@@ -25,6 +42,7 @@
  */
 #include "postgres.h"
 
+#include <netdb.h>
 #include <sys/socket.h>
 #include <hiredis/hiredis.h>
 
@@ -41,7 +59,22 @@ char	   *guid_redis = NULL;
 int			guid_redis_timeout = 1000;
 
 static redisContext *redis_conn = NULL;
-static bool redis_busy = false;	/* a pipeline was interrupted midway */
+static char *redis_conn_spec = NULL;	/* guid.redis it was made from */
+
+/*
+ * A host name lookup in progress: the request and everything it points to
+ * must outlive an abandoned wait, until glibc's helper thread is done.
+ */
+typedef struct RedisLookup
+{
+	struct gaicb cb;
+	struct addrinfo hints;
+	struct RedisLookup *next;	/* in redis_abandoned */
+	char		host[FLEXIBLE_ARRAY_MEMBER];
+} RedisLookup;
+
+static RedisLookup *redis_lookup = NULL;	/* the one being waited for */
+static RedisLookup *redis_abandoned = NULL; /* lookups not yet released */
 
 /*
  * The latch, postmaster death and the connection's socket, kept for the
@@ -83,16 +116,59 @@ RedisAddress(void)
 	return at ? at + 1 : (guid_redis ? guid_redis : "");
 }
 
+/*
+ * Release a lookup: free it when glibc's helper thread is done with it,
+ * else keep it on redis_abandoned for a later call to free.
+ */
+static void
+redis_lookup_release(RedisLookup *lookup)
+{
+	if (gai_cancel(&lookup->cb) == EAI_NOTCANCELED)
+	{
+		lookup->next = redis_abandoned;
+		redis_abandoned = lookup;
+		return;
+	}
+	if (lookup->cb.ar_result != NULL)
+		freeaddrinfo(lookup->cb.ar_result);
+	free(lookup);
+}
+
+/* Free the abandoned lookups that have finished since. */
+static void
+redis_lookup_reap(void)
+{
+	RedisLookup *list = redis_abandoned;
+
+	redis_abandoned = NULL;
+	while (list != NULL)
+	{
+		RedisLookup *next = list->next;
+
+		redis_lookup_release(list);
+		list = next;
+	}
+}
+
+/*
+ * Drop the connection, and any lookup in progress: the next call starts
+ * afresh.  Safe in error recovery (frees only; raises nothing).
+ */
 static void
 redis_drop(void)
 {
+	if (redis_lookup != NULL)
+		redis_lookup_release(redis_lookup);
+	redis_lookup = NULL;
 	if (redis_wes != NULL)
 		FreeWaitEventSet(redis_wes);
 	redis_wes = NULL;
 	if (redis_conn != NULL)
 		redisFree(redis_conn);
 	redis_conn = NULL;
-	redis_busy = false;
+	if (redis_conn_spec != NULL)
+		pfree(redis_conn_spec);
+	redis_conn_spec = NULL;
 }
 
 /* Milliseconds left before the deadline (at least 0). */
@@ -165,7 +241,108 @@ redis_wait(int event)
 }
 
 /*
- * Open the connection if there is none.  Returns false with err set.
+ * Resolve host to a numeric address (IPv4 preferred, as hiredis does) in
+ * addr, waiting on the latch: bounded by guid.redis_timeout, interrupted by
+ * a cancel.  A numeric host is used as is, without a lookup.  Returns false
+ * with err set.
+ */
+static bool
+redis_resolve(const char *host, char *addr, size_t addrlen, char *err, size_t errlen)
+{
+	struct addrinfo hints;
+	struct addrinfo *res;
+	struct addrinfo *ai;
+	struct addrinfo *pick = NULL;
+	struct gaicb *list[1];
+	struct sigevent sev;
+	instr_time	deadline = redis_deadline();
+	int			rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST;
+	if (getaddrinfo(host, NULL, &hints, &res) == 0)
+	{
+		freeaddrinfo(res);
+		strlcpy(addr, host, addrlen);
+		return true;
+	}
+
+	redis_lookup_reap();
+	redis_lookup = malloc(offsetof(RedisLookup, host) + strlen(host) + 1);
+	if (redis_lookup == NULL)
+	{
+		snprintf(err, errlen, "could not resolve Redis host \"%s\": out of memory", host);
+		return false;
+	}
+	memset(redis_lookup, 0, offsetof(RedisLookup, host));
+	strcpy(redis_lookup->host, host);
+	redis_lookup->hints.ai_socktype = SOCK_STREAM;
+	redis_lookup->cb.ar_name = redis_lookup->host;
+	redis_lookup->cb.ar_request = &redis_lookup->hints;
+	list[0] = &redis_lookup->cb;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_NONE;
+	rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &sev);
+	if (rc != 0)
+	{
+		free(redis_lookup);
+		redis_lookup = NULL;
+		snprintf(err, errlen, "could not resolve Redis host \"%s\": %s", host, gai_strerror(rc));
+		return false;
+	}
+
+	/*
+	 * glibc can notify only by a signal or a new thread; a short poll on the
+	 * latch is simpler, and a lookup happens once per connection.
+	 */
+	while ((rc = gai_error(&redis_lookup->cb)) == EAI_INPROGRESS)
+	{
+		long		left = redis_remaining(deadline);
+
+		if (left <= 0)
+		{
+			snprintf(err, errlen, "could not resolve Redis host \"%s\": timed out after %d ms",
+					 host, guid_redis_timeout);
+			redis_drop();
+			return false;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(left, 10), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	if (rc == 0)
+	{
+		for (ai = redis_lookup->cb.ar_result; ai != NULL; ai = ai->ai_next)
+			if (ai->ai_family == AF_INET || (pick == NULL && ai->ai_family == AF_INET6))
+			{
+				pick = ai;
+				if (ai->ai_family == AF_INET)
+					break;
+			}
+		if (pick == NULL)
+			rc = EAI_NONAME;
+		else
+			rc = getnameinfo(pick->ai_addr, pick->ai_addrlen, addr, addrlen,
+							 NULL, 0, NI_NUMERICHOST);
+	}
+	redis_lookup_release(redis_lookup);
+	redis_lookup = NULL;
+	if (rc != 0)
+	{
+		snprintf(err, errlen, "could not resolve Redis host \"%s\": %s", host,
+				 gai_strerror(rc));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Connect to guid.redis.  Caller has dropped any previous connection.
+ * Returns false with err set.  On success *password is the password in
+ * guid.redis (palloc'd), or NULL.
  */
 static bool
 redis_connect(char **password, char *err, size_t errlen)
@@ -199,6 +376,7 @@ redis_connect(char **password, char *err, size_t errlen)
 	else
 	{
 		int			port = 6379;
+		char		numeric[NI_MAXHOST];
 
 		colon = strrchr(addr, ':');
 		if (colon != NULL)
@@ -214,7 +392,9 @@ redis_connect(char **password, char *err, size_t errlen)
 			*colon = '\0';
 			port = (int) p;
 		}
-		redis_conn = redisConnectNonBlock(addr, port);
+		if (!redis_resolve(addr, numeric, sizeof(numeric), err, errlen))
+			return false;
+		redis_conn = redisConnectNonBlock(numeric, port);
 	}
 	if (redis_conn == NULL || redis_conn->err)
 	{
@@ -223,6 +403,7 @@ redis_connect(char **password, char *err, size_t errlen)
 		redis_drop();
 		return false;
 	}
+	redis_conn_spec = MemoryContextStrdup(TopMemoryContext, guid_redis);
 
 	/* A non-blocking connect completes when the socket becomes writable. */
 	if (!redis_wait(WL_SOCKET_WRITEABLE))
@@ -252,7 +433,6 @@ redis_roundtrip(int nreplies, redisReply **replies, char *err, size_t errlen)
 	int			done = 0;
 	int			i;
 
-	redis_busy = true;
 	do
 	{
 		if (redisBufferWrite(redis_conn, &done) != REDIS_OK)
@@ -278,7 +458,6 @@ redis_roundtrip(int nreplies, redisReply **replies, char *err, size_t errlen)
 		}
 		replies[i] = (redisReply *) reply;
 	}
-	redis_busy = false;
 	return true;
 
 io_error:
@@ -295,26 +474,20 @@ timeout:
 }
 
 /*
- * RedisSetNxGet: for each i, "SET keys[i] values[i] NX GET EX ttl_s", all in
- * one pipeline.  On success existing[i] is NULL when values[i] was stored,
- * else a palloc'd copy of the value already there.  Returns false with err
- * set when Redis could not be asked or refused (nothing may be assumed
- * about which keys were set).
+ * One exchange of RedisSetNxGet: connect if needed (AUTH goes first in the
+ * pipeline then), send the n SETs, read all replies into replies[] (room
+ * for n + 1) and fill existing[].  Returns false with err set.  Caller
+ * frees the replies, and drops the connection on failure or on an ERROR
+ * from an interrupt.
  */
-bool
-RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
-			  char **existing, char *err, size_t errlen)
+static bool
+redis_exchange(int n, const char **keys, const char **values, int ttl_s,
+			   redisReply **replies, char **existing, char *err, size_t errlen)
 {
 	char	   *password = NULL;
-	redisReply **replies;
 	char		ttl[16];
 	int			first = 0;
-	int			total;
 	int			i;
-	bool		ok = true;
-
-	if (redis_busy)
-		redis_drop();
 
 	if (redis_conn == NULL)
 	{
@@ -337,17 +510,10 @@ RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 		redisAppendCommandArgv(redis_conn, 7, argv, NULL);
 	}
 
-	total = first + n;
-	replies = palloc0(sizeof(redisReply *) * total);
-	if (!redis_roundtrip(total, replies, err, errlen))
-	{
-		for (i = 0; i < total; i++)
-			if (replies[i] != NULL)
-				freeReplyObject(replies[i]);
+	if (!redis_roundtrip(first + n, replies, err, errlen))
 		return false;
-	}
 
-	for (i = 0; i < total && ok; i++)
+	for (i = 0; i < first + n; i++)
 	{
 		redisReply *r = replies[i];
 
@@ -355,26 +521,65 @@ RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 		{
 			snprintf(err, errlen, "Redis at %s refused %s: %s", RedisAddress(),
 					 i < first ? "the password in guid.redis" : "SET NX GET", r->str);
-			ok = false;
+			return false;
 		}
-		else if (i >= first)
+		if (i < first)
+			continue;
+		if (r->type == REDIS_REPLY_NIL)
+			existing[i - first] = NULL;
+		else if (r->type == REDIS_REPLY_STRING)
+			existing[i - first] = pnstrdup(r->str, r->len);
+		else
 		{
-			if (r->type == REDIS_REPLY_NIL)
-				existing[i - first] = NULL;
-			else if (r->type == REDIS_REPLY_STRING)
-				existing[i - first] = pnstrdup(r->str, r->len);
-			else
-			{
-				snprintf(err, errlen, "Redis at %s answered SET NX GET with reply type %d",
-						 RedisAddress(), r->type);
-				ok = false;
-			}
+			snprintf(err, errlen, "Redis at %s answered SET NX GET with reply type %d",
+					 RedisAddress(), r->type);
+			return false;
 		}
 	}
-	for (i = 0; i < total; i++)
-		freeReplyObject(replies[i]);
+	return true;
+}
+
+/*
+ * RedisSetNxGet: for each i, "SET keys[i] values[i] NX GET EX ttl_s", all in
+ * one pipeline.  On success existing[i] is NULL when values[i] was stored,
+ * else a palloc'd copy of the value already there.  Returns false with err
+ * set when Redis could not be asked or refused (nothing may be assumed
+ * about which keys were set).  Raises only what CHECK_FOR_INTERRUPTS() and
+ * palloc raise; the connection is then dropped first.
+ */
+bool
+RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
+			  char **existing, char *err, size_t errlen)
+{
+	redisReply **replies;
+	volatile bool ok = false;
+	int			i;
+
+	/* A reload changed guid.redis: the connection is to the old one. */
+	if (redis_conn != NULL &&
+		strcmp(redis_conn_spec, guid_redis ? guid_redis : "") != 0)
+		redis_drop();
+
+	replies = palloc0(sizeof(redisReply *) * (n + 1));
+	PG_TRY();
+	{
+		ok = redis_exchange(n, keys, values, ttl_s, replies, existing, err, errlen);
+	}
+	PG_CATCH();
+	{
+		for (i = 0; i < n + 1; i++)
+			if (replies[i] != NULL)
+				freeReplyObject(replies[i]);
+		redis_drop();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	for (i = 0; i < n + 1; i++)
+		if (replies[i] != NULL)
+			freeReplyObject(replies[i]);
 	pfree(replies);
-	if (!ok && first > 0)
-		redis_drop();			/* not authenticated: start afresh */
+	if (!ok)
+		redis_drop();			/* whatever failed, start afresh */
 	return ok;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# redis.sh start DIR PORT | stop DIR
+# redis.sh start DIR PORT [redis-server options...] | stop DIR
 #
 # A redis-server (Debian's package) on 127.0.0.1:PORT and DIR/redis.sock,
 # with its pid file and log under DIR, no persistence (tests need none).  Never touches a
@@ -17,6 +17,7 @@ redis_alive() {
 case "$cmd" in
 start)
 	port=${3:?PORT missing}
+	shift 3
 	if redis_alive; then
 		echo "redis.sh: already running in $dir" >&2
 		exit 0
@@ -25,7 +26,7 @@ start)
 	redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
 		--unixsocket "$dir/redis.sock" --unixsocketperm 777 \
 		--dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-		--daemonize yes >/dev/null
+		--daemonize yes "$@" >/dev/null
 	for _ in $(seq 1 100); do
 		if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
 			exit 0

@@ -21,7 +21,8 @@ our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
   zookeeper_stop zookeeper_signal zk_ephemerals wait_for_lease
   kafka_conf kafka_read kafka_guids wait_published publisher_pid kafka_start kafka_stop
   kafka_resume zk_proxy_start zk_proxy_mode zk_proxy_events zk_proxy_stop zk_get
-  kafka_admin kafka_produce stream_messages);
+  kafka_admin kafka_produce stream_messages
+  redis_start redis_stop redis_cli redis_pid set_guid_redis accept_queue);
 
 my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -434,6 +435,8 @@ sub zk_get
 		'>', \$out, '2>', \$err, IPC::Run::timeout(120));
 	my @lines = grep { /^\d+$/ } split /\n/, $out;
 	return $lines[-1];
+}
+
 # kafka_admin($brokers, @args): what kcat cannot do (test/tap/kafka_admin.c:
 # create, delete, partitions, delete-records).  Dies if the broker refuses.
 sub kafka_admin
@@ -470,6 +473,86 @@ sub stream_messages
 			'$service')
 		FROM (SELECT guid_next() AS g FROM generate_series(1, $n)) s});
 	return map { [ $service, $_ ] } split /\n/, $out;
+}
+
+# --- Redis (idempotency keys) ------------------------------------------------
+
+# redis_start($name, @redis_server_options): a private Redis for this test on a
+# free loopback port.  Returns { dir, port }.
+sub redis_start
+{
+	my ($name, @opts) = @_;
+	my $r = { dir => "$PostgreSQL::Test::Utils::tmp_check/redis_$name",
+		port => PostgreSQL::Test::Cluster::get_free_port() };
+	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/redis.sh",
+		'start', $r->{dir}, $r->{port}, @opts);
+	return $r;
+}
+
+sub redis_stop
+{
+	my $r = shift;
+	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/redis.sh", 'stop', $r->{dir});
+}
+
+# redis_cli($r, @command): run one command (authenticating with $r->{password}
+# when set); returns its output without the final newline.
+sub redis_cli
+{
+	my ($r, @cmd) = @_;
+	my $out = '';
+	my @auth = defined $r->{password} ? ('-a', $r->{password}, '--no-auth-warning') : ();
+	IPC::Run::run([ 'redis-cli', '-h', '127.0.0.1', '-p', $r->{port}, @auth, @cmd ], '>', \$out)
+	  or die "redis-cli @cmd failed";
+	chomp $out;
+	return $out;
+}
+
+sub redis_pid
+{
+	my $r = shift;
+	my $pid = PostgreSQL::Test::Utils::slurp_file("$r->{dir}/redis.pid");
+	chomp $pid;
+	return $pid;
+}
+
+# set_guid_redis($node, $value, @sessions): ALTER SYSTEM SET guid.redis and
+# reload; wait until new backends and each BackgroundPsql session see it.
+sub set_guid_redis
+{
+	my ($node, $value, @sessions) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET guid.redis = '$value'");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	$node->poll_query_until('postgres', "SELECT current_setting('guid.redis') = '$value'")
+	  or die "guid.redis did not become $value";
+	for my $s (@sessions)
+	{
+		my $seen = 0;
+		for (1 .. 600)
+		{
+			$seen = $s->query_safe("SELECT current_setting('guid.redis') = '$value'") eq 't' and last;
+			select(undef, undef, undef, 0.05);
+		}
+		die "a session did not see guid.redis = $value" unless $seen;
+	}
+}
+
+# accept_queue($port): connections waiting in the accept queue of the
+# loopback listener on $port (the rx_queue of a LISTEN socket in
+# /proc/net/tcp), or undef when nothing listens there.
+sub accept_queue
+{
+	my $port = shift;
+	my $hex = sprintf('%04X', $port);
+	open(my $fh, '<', '/proc/net/tcp') or die "/proc/net/tcp: $!";
+	while (my $line = <$fh>)
+	{
+		my @f = split ' ', $line;
+		next unless @f > 4 && $f[1] =~ /:$hex$/ && $f[3] eq '0A';
+		my (undef, $rx) = split /:/, $f[4];
+		return hex($rx);
+	}
+	return undef;
 }
 
 1;
