@@ -62,19 +62,20 @@ KafkaStatusName(KafkaStatus status)
 }
 
 /*
- * kafka_apply_properties: set each "name=value" of a ';'-separated list on
- * conf.  Returns false and fills err on the first bad entry.
+ * kafka_apply_properties: set each "name=value" of a list separated by any
+ * of seps on conf; empty entries and, in a file, lines starting with '#' are
+ * skipped.  Returns false and fills err on the first bad entry.
  */
 static bool
 kafka_apply_properties(rd_kafka_conf_t *conf, const char *properties,
-					   char *err, size_t errlen)
+					   const char *seps, char *err, size_t errlen)
 {
 	char	   *copy = pstrdup(properties ? properties : "");
 	char	   *item;
 	char	   *save = NULL;
 	bool		ok = true;
 
-	for (item = strtok_r(copy, ";", &save); item; item = strtok_r(NULL, ";", &save))
+	for (item = strtok_r(copy, seps, &save); item; item = strtok_r(NULL, seps, &save))
 	{
 		char	   *eq;
 		char	   *name = item;
@@ -82,9 +83,9 @@ kafka_apply_properties(rd_kafka_conf_t *conf, const char *properties,
 		char	   *end;
 		char		cerr[256];
 
-		while (*name == ' ' || *name == '\t' || *name == '\n')
+		while (*name == ' ' || *name == '\t' || *name == '\n' || *name == '\r')
 			name++;
-		if (*name == '\0')
+		if (*name == '\0' || *name == '#')
 			continue;
 		eq = strchr(name, '=');
 		if (eq == NULL || eq == name)
@@ -99,7 +100,8 @@ kafka_apply_properties(rd_kafka_conf_t *conf, const char *properties,
 		*end = '\0';
 		while (*value == ' ' || *value == '\t')
 			value++;
-		for (end = value + strlen(value); end > value && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n'); end--)
+		for (end = value + strlen(value);
+			 end > value && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'); end--)
 			;
 		*end = '\0';
 		if (rd_kafka_conf_set(conf, name, value, cerr, sizeof(cerr)) != RD_KAFKA_CONF_OK)
@@ -113,9 +115,13 @@ kafka_apply_properties(rd_kafka_conf_t *conf, const char *properties,
 	return ok;
 }
 
-/* Build a configuration: brokers, the user's properties, then ours. */
+/*
+ * Build a configuration: brokers, ours, then the user's properties (the
+ * setting's ';'-separated list, then the file's lines), then log.queue.
+ */
 static rd_kafka_conf_t *
-kafka_conf(const char *brokers, const char *properties, char *err, size_t errlen)
+kafka_conf(const char *brokers, const char *properties, const char *file_properties,
+		   char *err, size_t errlen)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
@@ -128,7 +134,8 @@ kafka_conf(const char *brokers, const char *properties, char *err, size_t errlen
 	 */
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "retry.backoff.ms", "5", err, errlen) != RD_KAFKA_CONF_OK ||
-		!kafka_apply_properties(conf, properties, err, errlen) ||
+		!kafka_apply_properties(conf, properties, ";", err, errlen) ||
+		!kafka_apply_properties(conf, file_properties, "\n", err, errlen) ||
 		rd_kafka_conf_set(conf, "log.queue", "true", err, errlen) != RD_KAFKA_CONF_OK)
 	{
 		rd_kafka_conf_destroy(conf);
@@ -160,11 +167,11 @@ kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
  * the configuration is refused.  It connects lazily.
  */
 KafkaSink *
-KafkaSinkCreate(const char *brokers, const char *properties,
+KafkaSinkCreate(const char *brokers, const char *properties, const char *file_properties,
 				const char *transactional_id, char *err, size_t errlen)
 {
 	KafkaSink  *ks = palloc0(sizeof(KafkaSink));
-	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, err, errlen);
+	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, file_properties, err, errlen);
 
 	if (conf == NULL)
 		return NULL;
@@ -448,11 +455,12 @@ kafka_query_high_watermark(rd_kafka_t *rk, const char *topic, int64_t *lo,
  */
 KafkaStatus
 KafkaSinkReadCheckpoint(const char *brokers, const char *properties,
+						const char *file_properties,
 						const char *topic, const char *key,
 						char *value, size_t valuelen, bool *found,
 						int timeout_ms, char *err, size_t errlen)
 {
-	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, err, errlen);
+	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, file_properties, err, errlen);
 	rd_kafka_t *rk;
 	rd_kafka_topic_partition_list_t *parts;
 	KafkaStatus status = KAFKA_RETRY;

@@ -121,6 +121,7 @@
 char	   *guid_kafka_brokers = NULL;
 char	   *guid_kafka_topic = NULL;
 char	   *guid_kafka_properties = NULL;
+static char *guid_kafka_properties_file = NULL;
 char	   *guid_slot_name = NULL;
 char	   *guid_database = NULL;
 char	   *guid_publisher_conninfo = NULL;
@@ -220,6 +221,26 @@ pub_check_topic(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* Does a librdkafka property list name a credential? */
+static bool
+pub_properties_hold_secret(const char *properties)
+{
+	static const char *const secret_words[] = {"password", "secret", "sasl.jaas", "ssl.key", "token"};
+	char	   *lower;
+	bool		found = false;
+	int			i;
+
+	if (properties == NULL || properties[0] == '\0')
+		return false;
+	lower = pstrdup(properties);
+	for (i = 0; lower[i]; i++)
+		lower[i] = pg_tolower((unsigned char) lower[i]);
+	for (i = 0; i < (int) lengthof(secret_words) && !found; i++)
+		found = strstr(lower, secret_words[i]) != NULL;
+	pfree(lower);
+	return found;
+}
+
 static bool
 pub_check_database(char **newval, void **extra, GucSource source)
 {
@@ -263,6 +284,15 @@ PublisherInit(void)
 							   gettext_noop("Extra librdkafka settings for the publisher, name=value separated by \";\" (SASL, TLS, ...)."),
 							   NULL, &guid_kafka_properties, "",
 							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.kafka_properties_file",
+							   gettext_noop("File of librdkafka settings for the publisher, one name=value a line (SASL credentials, TLS keys); only the server's OS user may read it."),
+							   gettext_noop("Read at each publisher session, after guid.kafka_properties."),
+							   &guid_kafka_properties_file, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	if (pub_properties_hold_secret(guid_kafka_properties))
+		ereport(WARNING,
+				(errmsg("guid.kafka_properties holds credentials that every role with pg_read_all_settings can read"),
+				 errhint("Move the SASL and TLS secrets to a file only the server's OS user can read, and name it in guid.kafka_properties_file; secrets in guid.kafka_properties are refused in a later release.")));
 	DefineCustomStringVariable("guid.slot_name",
 							   gettext_noop("Logical replication slot the publisher reads guid.audit from."),
 							   NULL, &guid_slot_name, "guid_audit",
@@ -1117,13 +1147,28 @@ pub_session(PubSession *s)
 	KafkaStatus st;
 	PGresult   *res;
 	char	   *cmd;
+	char	   *file_properties = NULL;
 
 	pub_set_state("connecting to Kafka");
-	s->ks = KafkaSinkCreate(guid_kafka_brokers, guid_kafka_properties, s->tid, err, sizeof(err));
+	/* Read again for every session, so that rotated credentials are used. */
+	if (guid_kafka_properties_file[0] != '\0')
+	{
+		file_properties = GuidReadSecretFile("guid.kafka_properties_file", guid_kafka_properties_file,
+											 err, sizeof(err));
+		if (file_properties == NULL)
+		{
+			pub_set_state("error");
+			pub_fail(WARNING, "%s", err);
+			return false;
+		}
+	}
+	s->ks = KafkaSinkCreate(guid_kafka_brokers, guid_kafka_properties, file_properties, s->tid,
+							err, sizeof(err));
 	if (s->ks == NULL)
 	{
 		pub_set_state("error");
-		pub_fail(WARNING, "bad Kafka settings (guid.kafka_brokers, guid.kafka_properties): %s", err);
+		pub_fail(WARNING, "bad Kafka settings (guid.kafka_brokers, guid.kafka_properties, guid.kafka_properties_file): %s",
+				 err);
 		return false;
 	}
 	if (pub_retry(s, pub_step_init, "init_transactions") != KAFKA_OK ||
@@ -1131,7 +1176,7 @@ pub_session(PubSession *s)
 		return false;
 
 	pub_set_state("reading checkpoint");
-	while ((st = KafkaSinkReadCheckpoint(guid_kafka_brokers, guid_kafka_properties,
+	while ((st = KafkaSinkReadCheckpoint(guid_kafka_brokers, guid_kafka_properties, file_properties,
 										 s->ckpt_topic, s->tid, ckpt, sizeof(ckpt),
 										 &found, 10000, err, sizeof(err))) == KAFKA_RETRY)
 	{

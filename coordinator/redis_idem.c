@@ -56,6 +56,7 @@
 #include "guid.h"
 
 char	   *guid_redis = NULL;
+static char *guid_redis_password_file = NULL;
 int			guid_redis_timeout = 1000;
 
 static redisContext *redis_conn = NULL;
@@ -98,6 +99,17 @@ RedisInit(void)
 							   "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.redis_password_file",
+							   gettext_noop("File holding the Redis password (AUTH); only the server's OS user may read it."),
+							   gettext_noop("Preferred to a password in guid.redis, which roles with pg_read_all_settings can read."),
+							   &guid_redis_password_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress && guid_redis != NULL && strchr(guid_redis, '@') != NULL)
+		ereport(WARNING,
+				(errmsg("guid.redis holds a password that every role with pg_read_all_settings can read"),
+				 errhint("Put the password in a file only the server's OS user can read, and name it in guid.redis_password_file; passwords in guid.redis are refused in a later release.")));
 	DefineCustomIntVariable("guid.redis_timeout",
 							gettext_noop("Timeout for connecting to Redis and for each request."),
 							NULL,
@@ -340,6 +352,17 @@ redis_resolve(const char *host, char *addr, size_t addrlen, char *err, size_t er
 }
 
 /*
+ * What the connection is made from: guid.redis and guid.redis_password_file.
+ * A reload that changes either makes the next call reconnect.
+ */
+static char *
+redis_current_spec(void)
+{
+	return psprintf("%s\n%s", guid_redis ? guid_redis : "",
+					guid_redis_password_file ? guid_redis_password_file : "");
+}
+
+/*
  * Connect to guid.redis.  Caller has dropped any previous connection.
  * Returns false with err set.  On success *password is the password in
  * guid.redis (palloc'd), or NULL.
@@ -369,6 +392,14 @@ redis_connect(char **password, char *err, size_t errlen)
 		*at = '\0';
 		*password = spec;
 		addr = at + 1;
+	}
+	/* The file wins over a password written into guid.redis. */
+	if (guid_redis_password_file != NULL && guid_redis_password_file[0] != '\0')
+	{
+		*password = GuidReadSecretFile("guid.redis_password_file", guid_redis_password_file,
+									   err, errlen);
+		if (*password == NULL)
+			return false;
 	}
 
 	if (addr[0] == '/')
@@ -403,7 +434,12 @@ redis_connect(char **password, char *err, size_t errlen)
 		redis_drop();
 		return false;
 	}
-	redis_conn_spec = MemoryContextStrdup(TopMemoryContext, guid_redis);
+	{
+		char	   *spec_now = redis_current_spec();
+
+		redis_conn_spec = MemoryContextStrdup(TopMemoryContext, spec_now);
+		pfree(spec_now);
+	}
 
 	/* A non-blocking connect completes when the socket becomes writable. */
 	if (!redis_wait(WL_SOCKET_WRITEABLE))
@@ -520,7 +556,7 @@ redis_exchange(int n, const char **keys, const char **values, int ttl_s,
 		if (r->type == REDIS_REPLY_ERROR)
 		{
 			snprintf(err, errlen, "Redis at %s refused %s: %s", RedisAddress(),
-					 i < first ? "the password in guid.redis" : "SET NX GET", r->str);
+					 i < first ? "the password (guid.redis_password_file or guid.redis)" : "SET NX GET", r->str);
 			return false;
 		}
 		if (i < first)
@@ -556,9 +592,14 @@ RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 	int			i;
 
 	/* A reload changed guid.redis: the connection is to the old one. */
-	if (redis_conn != NULL &&
-		strcmp(redis_conn_spec, guid_redis ? guid_redis : "") != 0)
-		redis_drop();
+	if (redis_conn != NULL)
+	{
+		char	   *spec_now = redis_current_spec();
+
+		if (strcmp(redis_conn_spec, spec_now) != 0)
+			redis_drop();
+		pfree(spec_now);
+	}
 
 	replies = palloc0(sizeof(redisReply *) * (n + 1));
 	PG_TRY();

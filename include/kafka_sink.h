@@ -26,6 +26,7 @@ typedef struct KafkaSink KafkaSink;
 
 extern const char *KafkaStatusName(KafkaStatus status);
 extern KafkaSink *KafkaSinkCreate(const char *brokers, const char *properties,
+								  const char *file_properties,
 								  const char *transactional_id,
 								  char *err, size_t errlen);
 extern void KafkaSinkDestroy(KafkaSink *ks);
@@ -48,6 +49,7 @@ extern KafkaStatus KafkaSinkCommit(KafkaSink *ks, int timeout_ms,
 								   char *err, size_t errlen);
 extern KafkaStatus KafkaSinkReadCheckpoint(const char *brokers,
 										   const char *properties,
+										   const char *file_properties,
 										   const char *topic, const char *key,
 										   char *value, size_t valuelen,
 										   bool *found, int timeout_ms,

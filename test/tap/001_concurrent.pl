@@ -111,6 +111,7 @@ my $steps = $node->safe_psql('postgres', 'SELECT clock_steps FROM guid.status');
 my $script = $node->basedir . '/next.sql';
 PostgreSQL::Test::Utils::append_to_file($script, "SELECT guid_next();\n");
 my ($bench_out, $bench_err) = ('', '');
+local $ENV{PGOPTIONS} = '-c log_statement=none';	# not 240,000 lines of log
 IPC::Run::run([ 'pgbench', '-n', '-c', '12', '-j', '2', '-t', '20000', '-f', $script,
 		'-h', $node->host, '-p', $node->port, 'postgres' ],
 	'>', \$bench_out, '2>', \$bench_err)

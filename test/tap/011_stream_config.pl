@@ -106,5 +106,49 @@ like($node->safe_psql('postgres', 'SELECT publisher_error FROM guid.status'),
 	qr/"linger.ms" is not name=value/, 'and guid.status says why');
 is($node->safe_psql('postgres', "SELECT guid_next('still') IS NOT NULL"), 't', 'IDs are still issued');
 
+# --- Credentials in a file, not in a setting ------------------------------------------------
+# guid.kafka_properties_file: one name=value a line, '#' comments; readable
+# only by the server's OS user.  Each case shows the file was read.
+my $secrets = PostgreSQL::Test::Utils::tempdir() . '/kafka.properties';
+sub props_file
+{
+	my ($content, $mode) = @_;
+	unlink($secrets);
+	PostgreSQL::Test::Utils::append_to_file($secrets, $content);
+	chmod($mode, $secrets) or die "chmod: $!";
+}
+props_file("# SASL would go here\nlinger.ms=1\nno.such.property=2\n", 0600);
+$node->stop;
+$node->append_conf('postgresql.conf',
+	"guid.kafka_properties = ''\nguid.kafka_properties_file = '$secrets'\n");
+$node->start;
+ok($node->poll_query_until('postgres',
+		q{SELECT publisher_state = 'error' AND publisher_error ~ 'no.such.property' FROM guid.status}),
+	'guid.kafka_properties_file is read: its unknown property is the error');
+ok(!$node->log_contains('guid.kafka_properties holds credentials'), 'no secret in a setting, no warning');
+
+props_file("linger.ms=1\n", 0644);
+$node->restart;
+ok($node->poll_query_until('postgres',
+		q{SELECT publisher_state = 'error' AND publisher_error ~ 'has group or world access' FROM guid.status}),
+	'a properties file others may read is refused');
+
+props_file("# fine\nlinger.ms=2\n\n", 0600);
+$node->restart;
+ok($node->poll_query_until('postgres', "SELECT publisher_state = 'streaming' FROM guid.status"),
+	'a good properties file: the publisher streams');
+my $after_file = $node->safe_psql('postgres', "SELECT guid_next('file')");
+ok(grep({ $_ eq $after_file } @{ kafka_guids(wait_published($node, $brokers, $topic)) }),
+	'... and publishes');
+
+# The inline form still works for a release, with a warning.
+$node->stop;
+$node->append_conf('postgresql.conf', "guid.kafka_properties = 'sasl.password=hunter2; linger.ms=1'\n"
+	  . "guid.kafka_properties_file = ''\n");
+$node->start;
+ok($node->log_contains('WARNING:  guid.kafka_properties holds credentials that every role with pg_read_all_settings can read'),
+	'credentials in guid.kafka_properties: a warning at startup');
+ok($node->log_contains('HINT:  .*guid.kafka_properties_file'), '... naming the file setting');
+
 $node->stop;
 done_testing();

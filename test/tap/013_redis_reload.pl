@@ -82,6 +82,33 @@ my $now = clients($rb);
 is(scalar(@$now), 1, '... over one connection');
 isnt($now->[0], $old_client, '... a new one, made with the new password');
 
+# The password from a file only the server's OS user may read, not from the
+# setting that pg_read_all_settings members can read.
+my $pwfile = PostgreSQL::Test::Utils::tempdir() . '/redis.password';
+PostgreSQL::Test::Utils::append_to_file($pwfile, "two\n");
+chmod(0600, $pwfile) or die "chmod: $!";
+$node->safe_psql('postgres', "ALTER SYSTEM SET guid.redis_password_file = '$pwfile'");
+set_guid_redis($node, "127.0.0.1:$rb->{port}", $old);
+is(call($old, "SELECT guid_next('svc', 'moved')"), $new_id,
+	'the password from guid.redis_password_file (and none in guid.redis): the same guid');
+chmod(0644, $pwfile) or die "chmod: $!";
+$node->safe_psql('postgres', "ALTER SYSTEM SET guid.redis_password_file = '$pwfile.x'");
+PostgreSQL::Test::Utils::append_to_file("$pwfile.x", "two\n");
+chmod(0644, "$pwfile.x") or die "chmod: $!";
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+my $seen_file = 0;
+for (1 .. 600)
+{
+	last if $seen_file = $old->query_safe("SELECT current_setting('guid.redis_password_file') = '$pwfile.x'") eq 't';
+	select(undef, undef, undef, 0.05);
+}
+ok($seen_file, 'the old backend sees the new guid.redis_password_file');
+$old->query("SELECT guid_next('svc', 'moved')");
+like($old->{stderr}, qr/guid\.redis_password_file ".*" has group or world access/,
+	'a password file others may read is refused');
+$old->{stderr} = '';
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET guid.redis_password_file');
+
 set_guid_redis($node, '', $old);
 $old->query("SELECT guid_next('svc', 'moved')");
 like($old->{stderr}, qr/guid\.redis is not set/, 'guid.redis emptied by a reload: the old backend stops using Redis');
