@@ -55,7 +55,7 @@ CREATE FUNCTION bigint_cmp_guid(bigint, guid) RETURNS int4
 
 CREATE OPERATOR = (
 	LEFTARG = guid, RIGHTARG = bigint, FUNCTION = guid_eq_bigint,
-	COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES
+	COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel, HASHES
 );
 CREATE OPERATOR <> (
 	LEFTARG = guid, RIGHTARG = bigint, FUNCTION = guid_ne_bigint,
@@ -79,7 +79,7 @@ CREATE OPERATOR >= (
 );
 CREATE OPERATOR = (
 	LEFTARG = bigint, RIGHTARG = guid, FUNCTION = bigint_eq_guid,
-	COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES
+	COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel, HASHES
 );
 CREATE OPERATOR <> (
 	LEFTARG = bigint, RIGHTARG = guid, FUNCTION = bigint_ne_guid,
@@ -102,67 +102,18 @@ CREATE OPERATOR >= (
 	COMMUTATOR = <=, NEGATOR = <, RESTRICT = scalargesel, JOIN = scalargejoinsel
 );
 
--- A btree family is one total order over all of its types, and the planner
--- compares any two of its types' bounds with each other.  With bigint in
--- guid_ops, bigint must also compare with timestamptz, the way a guid of
--- the same value does (the embedding in extension/guid_ops.c extends to
--- negative numbers).  Those two operators live in schema guid, out of
--- everyone's search_path: `some_bigint < now()` must not start to mean
--- something in the databases that install guid.
-CREATE FUNCTION guid.bigint_cmp_timestamptz(bigint, timestamptz) RETURNS int4
-	AS 'MODULE_PATHNAME', 'guid_cmp_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.bigint_eq_timestamptz(bigint, timestamptz) RETURNS bool
-	AS 'MODULE_PATHNAME', 'guid_eq_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.bigint_ne_timestamptz(bigint, timestamptz) RETURNS bool
-	AS 'MODULE_PATHNAME', 'guid_ne_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.bigint_lt_timestamptz(bigint, timestamptz) RETURNS bool
-	AS 'MODULE_PATHNAME', 'guid_lt_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.bigint_le_timestamptz(bigint, timestamptz) RETURNS bool
-	AS 'MODULE_PATHNAME', 'guid_le_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.bigint_gt_timestamptz(bigint, timestamptz) RETURNS bool
-	AS 'MODULE_PATHNAME', 'guid_gt_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.bigint_ge_timestamptz(bigint, timestamptz) RETURNS bool
-	AS 'MODULE_PATHNAME', 'guid_ge_timestamptz' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.timestamptz_cmp_bigint(timestamptz, bigint) RETURNS int4
-	AS 'MODULE_PATHNAME', 'timestamptz_cmp_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.timestamptz_eq_bigint(timestamptz, bigint) RETURNS bool
-	AS 'MODULE_PATHNAME', 'timestamptz_eq_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.timestamptz_ne_bigint(timestamptz, bigint) RETURNS bool
-	AS 'MODULE_PATHNAME', 'timestamptz_ne_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.timestamptz_lt_bigint(timestamptz, bigint) RETURNS bool
-	AS 'MODULE_PATHNAME', 'timestamptz_lt_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.timestamptz_le_bigint(timestamptz, bigint) RETURNS bool
-	AS 'MODULE_PATHNAME', 'timestamptz_le_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.timestamptz_gt_bigint(timestamptz, bigint) RETURNS bool
-	AS 'MODULE_PATHNAME', 'timestamptz_gt_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION guid.timestamptz_ge_bigint(timestamptz, bigint) RETURNS bool
-	AS 'MODULE_PATHNAME', 'timestamptz_ge_guid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-
-CREATE OPERATOR guid.= (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_eq_timestamptz,
-	COMMUTATOR = OPERATOR(guid.=), NEGATOR = OPERATOR(guid.<>));
-CREATE OPERATOR guid.<> (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_ne_timestamptz,
-	COMMUTATOR = OPERATOR(guid.<>), NEGATOR = OPERATOR(guid.=));
-CREATE OPERATOR guid.< (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_lt_timestamptz,
-	COMMUTATOR = OPERATOR(guid.>), NEGATOR = OPERATOR(guid.>=));
-CREATE OPERATOR guid.<= (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_le_timestamptz,
-	COMMUTATOR = OPERATOR(guid.>=), NEGATOR = OPERATOR(guid.>));
-CREATE OPERATOR guid.> (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_gt_timestamptz,
-	COMMUTATOR = OPERATOR(guid.<), NEGATOR = OPERATOR(guid.<=));
-CREATE OPERATOR guid.>= (LEFTARG = bigint, RIGHTARG = timestamptz, FUNCTION = guid.bigint_ge_timestamptz,
-	COMMUTATOR = OPERATOR(guid.<=), NEGATOR = OPERATOR(guid.<));
-CREATE OPERATOR guid.= (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_eq_bigint,
-	COMMUTATOR = OPERATOR(guid.=), NEGATOR = OPERATOR(guid.<>));
-CREATE OPERATOR guid.<> (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_ne_bigint,
-	COMMUTATOR = OPERATOR(guid.<>), NEGATOR = OPERATOR(guid.=));
-CREATE OPERATOR guid.< (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_lt_bigint,
-	COMMUTATOR = OPERATOR(guid.>), NEGATOR = OPERATOR(guid.>=));
-CREATE OPERATOR guid.<= (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_le_bigint,
-	COMMUTATOR = OPERATOR(guid.>=), NEGATOR = OPERATOR(guid.>));
-CREATE OPERATOR guid.> (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_gt_bigint,
-	COMMUTATOR = OPERATOR(guid.<), NEGATOR = OPERATOR(guid.<=));
-CREATE OPERATOR guid.>= (LEFTARG = timestamptz, RIGHTARG = bigint, FUNCTION = guid.timestamptz_ge_bigint,
-	COMMUTATOR = OPERATOR(guid.<=), NEGATOR = OPERATOR(guid.<));
-
+-- guid_ops holds guid's own operators and those between guid and each other
+-- type (timestamptz, bigint), but not the other types' own operators (only
+-- their comparison functions, see below), nor bigint against timestamptz.  The planner merges two equalities into one
+-- equivalence class only when their operators belong to the same btree
+-- families: int8 = int8 or timestamptz = timestamptz in guid_ops would make
+-- them differ from int8 = int4 or timestamptz = date, and change plans of
+-- queries that involve no guid at all (no derived x = 5 on the other side
+-- of a join, no partition pruning).  Without them the family is incomplete
+-- (amvalidate() says so): the planner then does not compare two bounds of
+-- the other types with each other and keeps both, which is always correct.
+-- For the same reason guid = bigint is not MERGES: a merge join would sort
+-- the bigint side by an operator of guid_ops.  It HASHES.
 ALTER OPERATOR FAMILY guid_ops USING btree ADD
 	OPERATOR 1 < (guid, bigint),
 	OPERATOR 2 <= (guid, bigint),
@@ -176,30 +127,24 @@ ALTER OPERATOR FAMILY guid_ops USING btree ADD
 	OPERATOR 4 >= (bigint, guid),
 	OPERATOR 5 > (bigint, guid),
 	FUNCTION 1 (bigint, guid) bigint_cmp_guid(bigint, guid),
-	OPERATOR 1 pg_catalog.< (bigint, bigint),
-	OPERATOR 2 pg_catalog.<= (bigint, bigint),
-	OPERATOR 3 pg_catalog.= (bigint, bigint),
-	OPERATOR 4 pg_catalog.>= (bigint, bigint),
-	OPERATOR 5 pg_catalog.> (bigint, bigint),
 	FUNCTION 1 (bigint, bigint) pg_catalog.btint8cmp(bigint, bigint),
-	FUNCTION 2 (bigint, bigint) pg_catalog.btint8sortsupport(internal),
-	OPERATOR 1 guid.< (bigint, timestamptz),
-	OPERATOR 2 guid.<= (bigint, timestamptz),
-	OPERATOR 3 guid.= (bigint, timestamptz),
-	OPERATOR 4 guid.>= (bigint, timestamptz),
-	OPERATOR 5 guid.> (bigint, timestamptz),
-	FUNCTION 1 (bigint, timestamptz) guid.bigint_cmp_timestamptz(bigint, timestamptz),
-	OPERATOR 1 guid.< (timestamptz, bigint),
-	OPERATOR 2 guid.<= (timestamptz, bigint),
-	OPERATOR 3 guid.= (timestamptz, bigint),
-	OPERATOR 4 guid.>= (timestamptz, bigint),
-	OPERATOR 5 guid.> (timestamptz, bigint),
-	FUNCTION 1 (timestamptz, bigint) guid.timestamptz_cmp_bigint(timestamptz, bigint);
+	FUNCTION 2 (bigint, bigint) pg_catalog.btint8sortsupport(internal);
 
+-- Up to 1.3 the family also held timestamptz's own operators: out, as
+-- above.  Their comparison function stays, as bigint's is added: an index
+-- scan for id = ANY(ARRAY[...]) or id IN (...) sorts the array's elements
+-- with it, and fails without it.
+ALTER OPERATOR FAMILY guid_ops USING btree DROP
+	OPERATOR 1 (timestamptz, timestamptz),
+	OPERATOR 2 (timestamptz, timestamptz),
+	OPERATOR 3 (timestamptz, timestamptz),
+	OPERATOR 4 (timestamptz, timestamptz),
+	OPERATOR 5 (timestamptz, timestamptz);
+
+-- The hash functions of bigint, so that a hash join can hash the bigint side.
 ALTER OPERATOR FAMILY guid_hash_ops USING hash ADD
 	OPERATOR 1 = (guid, bigint),
 	OPERATOR 1 = (bigint, guid),
-	OPERATOR 1 pg_catalog.= (bigint, bigint),
 	FUNCTION 1 (bigint, bigint) pg_catalog.hashint8(bigint),
 	FUNCTION 2 (bigint, bigint) pg_catalog.hashint8extended(bigint, bigint);
 

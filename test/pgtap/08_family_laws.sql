@@ -51,7 +51,8 @@ $$;
 --------------------------------------------------------------------------
 -- The laws, over every pair and triple of 180 random values of the
 -- family's three types: guid, bigint (the same order as guid, negative
--- numbers included) and timestamptz.
+-- numbers included) and timestamptz.  bigint and timestamptz are never
+-- compared with each other.
 --------------------------------------------------------------------------
 
 -- A random bigint: a guid's value, or one that no guid has.
@@ -73,18 +74,17 @@ INSERT INTO v SELECT i, 'g', pg_temp.rand_guid(), NULL, NULL FROM generate_serie
 INSERT INTO v SELECT i, 'b', NULL, pg_temp.rand_bigint(), NULL FROM generate_series(61, 100) i;
 INSERT INTO v SELECT i, 't', NULL, NULL, pg_temp.rand_ts() FROM generate_series(101, 180) i;
 
--- Every operator of the family and its support function, on each pair: the
--- query is written out for the nine pairs of types.  The bigint/timestamptz
--- operators live in schema guid.
+-- Every operator of the family (and the other types' own operators, which
+-- must agree with it) and its support function, on each pair: the query is
+-- written out for the seven pairs of types that have operators.
 DO $$
 DECLARE
 	ops text[] := ARRAY['<', '<=', '=', '<>', '>=', '>'];
 	names text[] := ARRAY['lt', 'le', 'eq', 'ne', 'ge', 'gt'];
 	cmp jsonb := '{"gg": "guid_cmp", "gb": "guid_cmp_bigint", "bg": "bigint_cmp_guid",
 				   "bb": "btint8cmp", "gt": "guid_cmp_timestamptz", "tg": "timestamptz_cmp_guid",
-				   "bt": "guid.bigint_cmp_timestamptz", "tb": "guid.timestamptz_cmp_bigint",
 				   "tt": "timestamptz_cmp"}';
-	pairs text[] := ARRAY['gg', 'gb', 'bg', 'bb', 'gt', 'tg', 'bt', 'tb', 'tt'];
+	pairs text[] := ARRAY['gg', 'gb', 'bg', 'bb', 'gt', 'tg', 'tt'];
 	q text := 'CREATE TEMP TABLE p AS SELECT a.i AS a, b.i AS b';
 	arm text;
 	pr text;
@@ -92,9 +92,7 @@ BEGIN
 	FOR n IN 1 .. 6 LOOP
 		arm := '';
 		FOREACH pr IN ARRAY pairs LOOP
-			arm := arm || format(' WHEN %L THEN a.%s %s b.%s', pr, substr(pr, 1, 1),
-								 CASE WHEN pr IN ('bt', 'tb') THEN 'OPERATOR(guid.' || ops[n] || ')' ELSE ops[n] END,
-								 substr(pr, 2, 1));
+			arm := arm || format(' WHEN %L THEN a.%s %s b.%s', pr, substr(pr, 1, 1), ops[n], substr(pr, 2, 1));
 		END LOOP;
 		q := q || format(', CASE a.k::text || b.k::text %s END AS %s', arm, names[n]);
 	END LOOP;
@@ -102,7 +100,9 @@ BEGIN
 	FOREACH pr IN ARRAY pairs LOOP
 		arm := arm || format(' WHEN %L THEN %s(a.%s, b.%s)', pr, cmp ->> pr, substr(pr, 1, 1), substr(pr, 2, 1));
 	END LOOP;
-	q := q || format(', sign(CASE a.k::text || b.k::text %s END) AS c FROM v a CROSS JOIN v b', arm);
+	-- bigint against timestamptz has no operator: the planner never compares them.
+	q := q || format(', sign(CASE a.k::text || b.k::text %s END) AS c FROM v a CROSS JOIN v b'
+					 ' WHERE a.k::text || b.k::text NOT IN (''bt'', ''tb'')', arm);
 	EXECUTE q;
 END
 $$;
@@ -128,8 +128,8 @@ SELECT is((SELECT count(*) FROM p x JOIN p y ON y.a = x.b JOIN p z ON z.a = x.a 
 SELECT ok((SELECT count(*) FROM p JOIN v a ON a.i = p.a JOIN v b ON b.i = p.b
 		   WHERE p.eq AND a.g IS NOT NULL AND b.t IS NOT NULL) > 0
 	   AND (SELECT count(*) FROM p JOIN v a ON a.i = p.a JOIN v b ON b.i = p.b
-			WHERE p.eq AND a.b IS NOT NULL AND b.t IS NOT NULL) > 0,
-	'the sample holds guids and bigints equal to timestamps (' || pg_temp.seed() || ')');
+			WHERE p.eq AND a.g IS NOT NULL AND b.b IS NOT NULL) > 0,
+	'the sample holds guids equal to timestamps and to bigints (' || pg_temp.seed() || ')');
 SELECT is((SELECT count(*) FROM p JOIN v a ON a.i = p.a JOIN v b ON b.i = p.b
 		   WHERE a.k = 'g' AND b.k = 'b' AND (p.c <> CASE WHEN a.g::bigint < b.b THEN -1 WHEN a.g::bigint = b.b THEN 0 ELSE 1 END)), 0::bigint,
 	'guid against bigint is bigint order (' || pg_temp.seed() || ')');
