@@ -118,14 +118,15 @@ Datum
 guid_from_time(PG_FUNCTION_ARGS)
 {
 	TimestampTz ts = PG_GETARG_TIMESTAMPTZ(0);
-	int64		ms = -1;
+	int64		ms;
 
-	if (!TIMESTAMP_NOT_FINITE(ts))
-	{
-		int64		rel = ts - GUID_EPOCH_PG_USEC;
-
-		ms = rel >= 0 ? (rel + 999) / 1000 : -((-rel) / 1000);
-	}
+	/* Every guid is created at or after a time before the epoch: guid 0. */
+	if (TIMESTAMP_IS_NOBEGIN(ts) || ts <= GUID_EPOCH_PG_USEC)
+		PG_RETURN_GUID(0);
+	if (TIMESTAMP_IS_NOEND(ts))
+		ms = -1;				/* no guid: out of range */
+	else
+		ms = (ts - GUID_EPOCH_PG_USEC + 999) / 1000;
 	decode_check_ms(ms);
 	PG_RETURN_GUID(GuidPack(ms, 0, 0));
 }

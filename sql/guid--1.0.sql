@@ -111,9 +111,9 @@ CREATE AGGREGATE max(guid) (
 --------------------------------------------------------------------------
 -- Time ranges: guid against timestamptz.
 --
--- A timestamptz compared with a guid stands for the smallest guid of the
--- first millisecond not before it, guid_from_parts(ceil_ms(ts), 0, 0).
--- That is a total order shared with guid = guid, so the operators belong in
+-- How a timestamptz compares with a guid is defined in extension/guid_ops.c
+-- (since 1.4: one total order, a timestamp inside a millisecond lies between
+-- its guids and the next millisecond's), so that the operators belong in
 -- the btree family and
 --	   WHERE id >= ts   means "created at or after ts"
 --	   WHERE id <  ts   means "created before ts"

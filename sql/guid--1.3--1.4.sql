@@ -177,3 +177,35 @@ CREATE FUNCTION guid_from_time(timestamptz) RETURNS guid
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION guid_from_time(timestamptz) IS 'the smallest guid created at or after a time: for partition bounds';
 CREATE CAST (timestamptz AS guid) WITH FUNCTION guid_from_time(timestamptz);
+
+--------------------------------------------------------------------------
+-- 1.4 changed what =, <>, <= and > mean between a guid and a timestamp
+-- that lies inside a millisecond (extension/guid_ops.c): such a timestamp no
+-- longer equals the next millisecond's first guid.  (>= and < are as they
+-- were.)  Indexes and constraints whose expressions use those operators
+-- were built with the old meaning: name them, so that they are rebuilt or
+-- checked.  The library in use already has the new meaning.
+--------------------------------------------------------------------------
+DO $$
+DECLARE
+	dep record;
+BEGIN
+	FOR dep IN
+		SELECT DISTINCT d.classid::regclass AS catalog,
+			   CASE WHEN d.classid = 'pg_class'::regclass THEN d.objid::regclass::text
+					WHEN d.classid = 'pg_constraint'::regclass THEN
+						(SELECT format('%s on %s', c.conname, c.conrelid::regclass) FROM pg_constraint c WHERE c.oid = d.objid)
+					ELSE d.objid::text END AS object
+		FROM pg_depend d
+		JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND d.refobjid = o.oid
+		WHERE o.oprname IN ('=', '<>', '<=', '>')
+		  AND ((o.oprleft = 'guid'::regtype AND o.oprright = 'timestamptz'::regtype)
+			OR (o.oprleft = 'timestamptz'::regtype AND o.oprright = 'guid'::regtype))
+		  AND d.classid IN ('pg_class'::regclass, 'pg_constraint'::regclass)
+	LOOP
+		RAISE WARNING 'guid 1.4: % % compares a guid with a timestamptz by =, <>, <= or >, whose meaning changed for timestamps inside a millisecond',
+			CASE WHEN dep.catalog = 'pg_class'::regclass THEN 'index' ELSE 'constraint' END, dep.object
+			USING HINT = 'REINDEX an index; check a constraint again (ALTER TABLE ... VALIDATE CONSTRAINT after NOT VALID, or recreate it).  See README.md, "Upgrading to 1.4".';
+	END LOOP;
+END
+$$;

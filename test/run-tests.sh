@@ -25,8 +25,10 @@ run=$GUID_RUN_DIR/test
 run_dir_make "$run"
 # The PostgreSQL user may not be able to read the checkout: give it a copy.
 cp -r test "$run/src"
+mkdir -p "$run/src-c"
+cp -r extension coordinator include "$run/src-c/"
 cp guid_consumer "$run/src/"
-[ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$run/src"
+[ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$run/src" "$run/src-c"
 
 echo "== pgTAP (test/pgtap) =="
 pgtap_port=${GUID_PGTAP_PORT:-61433}

@@ -2,7 +2,7 @@
 -- hand and as driver parameters), time ranges on BRIN, integer casts, and
 -- range partitions by month with guid_from_time().
 BEGIN;
-SELECT plan(31);
+SELECT plan(32);
 
 CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -117,8 +117,10 @@ SELECT is(guid_from_time('2027-01-01 00:00:00.0001+00'), guid_from_parts('2027-0
 	'guid_from_time rounds up: the smallest guid created at or after the time');
 SELECT is('2027-01-01 00:00:00+00'::timestamptz::guid, guid_from_time('2027-01-01 00:00:00+00'),
 	'timestamptz::guid is guid_from_time');
-SELECT throws_ok($$SELECT guid_from_time('2024-12-31 23:59:59+00')$$, '22008', NULL,
-	'a time before the guid epoch is out of range');
+SELECT is(ARRAY[guid_from_time('2024-12-31 23:59:59.999+00'), guid_from_time('-infinity'), guid_from_time('2025-01-01 00:00:00+00')],
+	ARRAY['0'::guid, '0', '0'], 'every guid is created at or after a time before the epoch: guid_from_time gives guid 0');
+SELECT throws_ok($$SELECT guid_from_time('infinity')$$, '22008', NULL,
+	'no guid is created at or after infinity: out of range');
 
 CREATE TABLE payments (id guid NOT NULL, amount int) PARTITION BY RANGE (id);
 CREATE TABLE payments_2026_06 PARTITION OF payments

@@ -19,7 +19,7 @@ use Test::More;
 my $brokers = $ENV{GUID_KAFKA} or die 'GUID_KAFKA not set: run this through make test';
 my $consumer = $ENV{GUID_CONSUMER} or die 'GUID_CONSUMER not set: run this through make test';
 my $redis = $ENV{GUID_REDIS} or die 'GUID_REDIS not set: run this through make test';
-my ($redis_host, $redis_port) = split /:/, $redis;
+my (undef, $redis_port) = split /:/, $redis;
 my $node = guid_node('csafety', node_id => 28);
 $node->safe_psql('postgres', 'CREATE DATABASE target');
 my $target = $node->connstr('target');
@@ -59,14 +59,6 @@ sub stored
 	return $out;
 }
 
-sub redis_cli
-{
-	my $out = '';
-	IPC::Run::run([ 'redis-cli', '-h', $redis_host, '-p', $redis_port, @_ ], '>', \$out)
-	  or die "redis-cli @_ failed";
-	chomp $out;
-	return $out;
-}
 
 # --- Names that need quoting ------------------------------------------------------------------
 my $tq = "t016q_$$";
@@ -81,7 +73,7 @@ ok($ok, '--table and --name that need quoting: the consumer runs') or diag($err)
 like($out, qr/messages 20 applied 20 duplicates 0 fast_path_skips 0/, 'and applies every message');
 is_deeply(applied('"Audit ""Copy"""'), guids_of(@q), 'into the table named exactly as given');
 is(stored($name, $tq), '0:20', 'its position is stored under the name as given');
-is(redis_cli('EXISTS', "guid:seen:$name:$table:" . guids_of(@q)->[0]), '1',
+is(redis_cli({ port => $redis_port }, 'EXISTS', "guid:seen:$name:$table:" . guids_of(@q)->[0]), '1',
 	'Redis holds each guid under the name and table as given');
 $node->psql('target', "DELETE FROM guid_consumer_offsets WHERE topic = '$tq'");
 ($ok, $out, $err) = run_consumer($tq, @quoted);
