@@ -301,9 +301,9 @@ extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
 
 /* extension/audit.c */
 extern void GuidCheckService(const char *service);
-extern void GuidAuditRequireSlot(void);
-extern void GuidAuditWrite(Oid guid_type, const guid *ids, int n,
-						   const char *service, bool if_absent);
+extern bool GuidAuditBegin(void);
+extern void GuidAuditWrite(const guid *ids, const bool *mine, int n,
+						   const char *service, int32 node_id, bool if_absent);
 
 /* extension/idempotent.c */
 extern int	guid_idempotency_ttl;

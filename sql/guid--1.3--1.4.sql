@@ -14,3 +14,13 @@ GRANT EXECUTE ON FUNCTION guid_status() TO pg_monitor;
 ALTER FUNCTION guid_next(text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION guid_next(text, text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION guid_next(text, text[]) SET search_path = pg_catalog, pg_temp;
+
+-- guid_next(service) and the idempotent forms write guid.audit through the
+-- executor's lower layers (extension/audit.c): no SQL, no search_path, no
+-- privilege check, so they need not run as the extension's owner.  Without
+-- SECURITY DEFINER there is no search_path to pin either (the pin cost a
+-- backend about a microsecond per call).  Callers still cannot write
+-- guid.audit themselves.
+ALTER FUNCTION guid_next(text) SECURITY INVOKER RESET search_path;
+ALTER FUNCTION guid_next(text, text) SECURITY INVOKER RESET search_path;
+ALTER FUNCTION guid_next(text, text[]) SECURITY INVOKER RESET search_path;
