@@ -29,6 +29,7 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -219,16 +220,38 @@ audit_id_cmp(const void *a, const void *b)
 }
 
 /*
- * Insert the row in slot speculatively, as ON CONFLICT DO NOTHING does:
- * a row already there with the same guid, committed or in progress in
- * another transaction (waited for until it ends), means nothing is
- * inserted.  With precheck false the first attempt skips the probe, for a
- * guid unlikely to be there; a conflict found while inserting is settled
- * the same way.
+ * The speculative insertion lock of this backend, held across consecutive
+ * inserts of one GuidAuditWrite() call: each is confirmed (or killed) before
+ * the next, so one lock serves them all, and it is released before anything
+ * that may wait for another transaction.  A backend that met one of our
+ * unconfirmed rows waits on it, then finds the row confirmed or gone.
+ */
+typedef struct AuditSpecLock
+{
+	bool		held;
+	uint32		token;
+} AuditSpecLock;
+
+static void
+audit_spec_release(AuditSpecLock *lock)
+{
+	if (lock->held)
+		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+	lock->held = false;
+}
+
+/*
+ * Insert the row in slot speculatively, as ON CONFLICT DO NOTHING does: if
+ * a row with the same guid is there, committed or inserted by this
+ * transaction, nothing is inserted; one another transaction is still
+ * inserting is waited for, and settled once it ends.  With precheck false
+ * the first attempt skips the probe, for a guid very likely absent; a
+ * conflict found while inserting is settled the same way, by probing.
  */
 static void
 audit_insert_if_absent(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
-					   List *arbiters, bool precheck)
+					   List *arbiters, BulkInsertState bistate, bool precheck,
+					   AuditSpecLock *lock)
 {
 	Relation	rel = rri->ri_RelationDesc;
 
@@ -236,20 +259,26 @@ audit_insert_if_absent(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
 	{
 		ItemPointerData conflict;
 		bool		spec_conflict = false;
-		uint32		token;
 		List	   *recheck;
 
 		CHECK_FOR_INTERRUPTS();
-		/* waits for an in-progress inserter of the same guid */
-		if (precheck && !ExecCheckIndexConstraints(rri, slot, estate, &conflict, arbiters))
-			return;
+		if (precheck)
+		{
+			/* may wait for another inserter: hold nothing it could wait for */
+			audit_spec_release(lock);
+			if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict, arbiters))
+				return;
+		}
 		precheck = true;
 
-		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
-		table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
+		if (!lock->held)
+		{
+			lock->token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+			lock->held = true;
+		}
+		table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, bistate, lock->token);
 		recheck = ExecInsertIndexTuples(rri, slot, estate, false, true, &spec_conflict, arbiters);
-		table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
-		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+		table_tuple_complete_speculative(rel, slot, lock->token, !spec_conflict);
 		list_free(recheck);
 		if (!spec_conflict)
 			return;
@@ -279,6 +308,8 @@ GuidAuditWrite(const guid *ids, const bool *mine, int n, const char *service,
 	MemoryContext old;
 	Datum		service_datum;
 	AuditId    *rows;
+	BulkInsertState bistate = NULL;
+	AuditSpecLock lock = {false, 0};
 	int			i;
 
 	if (n == 0)
@@ -303,6 +334,8 @@ GuidAuditWrite(const guid *ids, const bool *mine, int n, const char *service,
 			qsort(rows, n, sizeof(AuditId), audit_id_cmp);
 	}
 	slot = table_slot_create(rel, NULL);
+	if (n > 1)
+		bistate = GetBulkInsertState();	/* keeps the target page pinned */
 	service_datum = CStringGetTextDatum(service);
 
 	for (i = 0; i < n; i++)
@@ -318,15 +351,18 @@ GuidAuditWrite(const guid *ids, const bool *mine, int n, const char *service,
 		ExecStoreVirtualTuple(slot);
 
 		if (if_absent)
-			audit_insert_if_absent(rri, slot, estate, arbiters, !rows[i].mine);
+			audit_insert_if_absent(rri, slot, estate, arbiters, bistate, !rows[i].mine, &lock);
 		else
 		{
-			table_tuple_insert(rel, slot, estate->es_output_cid, 0, NULL);
+			table_tuple_insert(rel, slot, estate->es_output_cid, 0, bistate);
 			list_free(ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL));
 		}
 		ResetPerTupleExprContext(estate);
 	}
 
+	audit_spec_release(&lock);
+	if (bistate != NULL)
+		FreeBulkInsertState(bistate);
 	ExecDropSingleTupleTableSlot(slot);
 	ExecCloseIndices(rri);
 	MemoryContextSwitchTo(old);
