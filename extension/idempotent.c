@@ -15,6 +15,9 @@
  * the key lives guid.idempotency_ttl, and a failover of an asynchronously
  * replicated Redis can lose it (the README says so).
  *
+ * Every guid a call returns is recorded in this cluster's guid.audit, once
+ * per cluster, in the caller's transaction (see idem_settle()).
+ *
  * Plain guid_next() never comes here: Redis down costs only these calls.
  *
  *-------------------------------------------------------------------------

@@ -97,6 +97,28 @@ for my $end ('COMMIT', 'ROLLBACK')
 	is(audit_rows($y, $g), 1, "$end: ... and Y has exactly one row of it");
 }
 
+# two batches of overlapping keys in opposite orders: no deadlock, one row each
+{
+	my @keys = map { "'$k-b$_'" } 1 .. 4;
+	my $first = $y->background_psql('postgres');
+	my $ids = $first->query_safe("BEGIN; SELECT guid_next('pay', ARRAY[" . join(', ', @keys[0 .. 2]) . "]);");
+	my ($out, $err) = ('', '');
+	my $second = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $y->connstr('postgres'),
+		'-c', "SELECT guid_next('pay', ARRAY[" . join(', ', reverse @keys) . "])" ], '>', \$out, '2>', \$err);
+	ok($y->poll_query_until('postgres',
+			"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%$k-b4%'"
+			  . " AND wait_event_type = 'Lock' AND state = 'active'"),
+		'a batch sharing keys with an uncommitted one waits for it');
+	$first->query_safe('COMMIT');
+	$first->quit;
+	$second->finish;
+	my ($a1, $a2, $a3) = $ids =~ /^\{(\d+),(\d+),(\d+)\}$/;
+	like("$out|$err", qr/^\{\d+,$a3,$a2,$a1\}\n?\|$/, '... then gets the same guids, in its order, without an error');
+	chomp $out;
+	is($y->safe_psql('postgres', "SELECT count(*) FROM guid.audit WHERE guid = ANY('$out'::guid[])"), 4,
+		'... and Y has one row of each of the four guids');
+}
+
 # --- X leaves; Z takes its node id ------------------------------------------------------------
 my $g4 = $x->safe_psql('postgres', "BEGIN; SELECT guid_next('pay', '$k-4'); ROLLBACK;");
 my $g3 = $x->safe_psql('postgres', "SELECT guid_next('pay', '$k-3')");
