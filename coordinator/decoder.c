@@ -15,8 +15,11 @@
  * in network byte order.  key is the row's service (the Kafka message key)
  * and value its JSON, made here with PostgreSQL's own escape_json():
  *
- *		{"guid":"<decimal>","node_id":N,"created_at":"<RFC 3339, UTC>",
- *		 "service":"...","lsn":"<end LSN>","xid":N}
+ *		{"guid":"<decimal>","node_id":N,"system_identifier":"<decimal>",
+ *		 "guid_node_id":N,"created_at":"<RFC 3339, UTC>","service":"...",
+ *		 "lsn":"<end LSN>","xid":N}
+ *
+ * (see decoder_json() for what each field means)
  *
  * end_lsn is the end of the commit record, the position to confirm once the
  * transaction is in Kafka (a restart at it skips exactly this transaction
@@ -49,6 +52,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -313,6 +317,36 @@ decoder_audit_columns(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	audit_columns.relid = RelationGetRelid(rel);
 }
 
+/*
+ * The message value of one audit row, into buf (reset first):
+ *
+ *		{"guid":"<decimal>","node_id":N,"system_identifier":"<decimal>",
+ *		 "guid_node_id":N,"created_at":"<RFC 3339, UTC>","service":"...",
+ *		 "lsn":"<end LSN>","xid":N}
+ *
+ * node_id and system_identifier name the cluster that recorded the row and
+ * publishes it: node_id is the row's (the node id that cluster held when it
+ * wrote the row), system_identifier this cluster's, as a string (it exceeds
+ * 2^53).  guid_node_id is the node id in the guid's own bits, the node that
+ * issued it; it differs from node_id when a cluster records an idempotent
+ * guid another node issued.  created_at is the guid's time.
+ */
+static void
+decoder_json(StringInfo buf, int64 id, int32 node_id, TimestampTz created_at,
+			 const char *service, ReorderBufferTXN *txn)
+{
+	resetStringInfo(buf);
+	appendStringInfo(buf, "{\"guid\":\"" INT64_FORMAT "\",\"node_id\":%d,"
+					 "\"system_identifier\":\"" UINT64_FORMAT "\",\"guid_node_id\":%d,"
+					 "\"created_at\":\"",
+					 id, node_id, GetSystemIdentifier(), GuidNode(id));
+	decoder_rfc3339(buf, created_at);
+	appendStringInfoString(buf, "\",\"service\":");
+	escape_json(buf, service);
+	appendStringInfo(buf, ",\"lsn\":\"%X/%X\",\"xid\":%u}",
+					 LSN_FORMAT_ARGS(txn->end_lsn), txn->xid);
+}
+
 static void
 decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   Relation rel, ReorderBufferChange *change)
@@ -362,14 +396,8 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	id = DatumGetInt64(values[0]);
 	service = TextDatumGetCString(values[3]);
 
-	resetStringInfo(&st->json);
-	appendStringInfo(&st->json, "{\"guid\":\"" INT64_FORMAT "\",\"node_id\":%d,\"created_at\":\"",
-					 id, DatumGetInt32(values[1]));
-	decoder_rfc3339(&st->json, DatumGetTimestampTz(values[2]));
-	appendStringInfoString(&st->json, "\",\"service\":");
-	escape_json(&st->json, service);
-	appendStringInfo(&st->json, ",\"lsn\":\"%X/%X\",\"xid\":%u}",
-					 LSN_FORMAT_ARGS(txn->end_lsn), txn->xid);
+	decoder_json(&st->json, id, DatumGetInt32(values[1]),
+				 DatumGetTimestampTz(values[2]), service, txn);
 
 	if (!st->xact_started)
 		decoder_write_begin(ctx, txn);

@@ -57,6 +57,9 @@
 
 char	   *guid_redis = NULL;
 static char *guid_redis_password_file = NULL;
+
+/* What kind of failure the last err describes (set next to each message). */
+static RedisFailure redis_failure = REDIS_UNAVAILABLE;
 int			guid_redis_timeout = 1000;
 
 static redisContext *redis_conn = NULL;
@@ -381,6 +384,7 @@ redis_connect(char **password, char *err, size_t errlen)
 	if (guid_redis == NULL || guid_redis[0] == '\0')
 	{
 		snprintf(err, errlen, "guid.redis is not set");
+		redis_failure = REDIS_MISCONFIGURED;
 		return false;
 	}
 
@@ -399,7 +403,10 @@ redis_connect(char **password, char *err, size_t errlen)
 		*password = GuidReadSecretFile("guid.redis_password_file", guid_redis_password_file,
 									   err, errlen);
 		if (*password == NULL)
+		{
+			redis_failure = REDIS_MISCONFIGURED;
 			return false;
+		}
 	}
 
 	if (addr[0] == '/')
@@ -418,6 +425,7 @@ redis_connect(char **password, char *err, size_t errlen)
 			if (*end != '\0' || p <= 0 || p > 65535)
 			{
 				snprintf(err, errlen, "invalid port in guid.redis \"%s\"", RedisAddress());
+				redis_failure = REDIS_MISCONFIGURED;
 				return false;
 			}
 			*colon = '\0';
@@ -557,6 +565,11 @@ redis_exchange(int n, const char **keys, const char **values, int ttl_s,
 		{
 			snprintf(err, errlen, "Redis at %s refused %s: %s", RedisAddress(),
 					 i < first ? "the password (guid.redis_password_file or guid.redis)" : "SET NX GET", r->str);
+			/* a refused password is configuration; a key of another type is corrupt data */
+			if (i < first)
+				redis_failure = REDIS_MISCONFIGURED;
+			else if (strncmp(r->str, "WRONGTYPE", 9) == 0)
+				redis_failure = REDIS_BAD_VALUE;
 			return false;
 		}
 		if (i < first)
@@ -569,6 +582,7 @@ redis_exchange(int n, const char **keys, const char **values, int ttl_s,
 		{
 			snprintf(err, errlen, "Redis at %s answered SET NX GET with reply type %d",
 					 RedisAddress(), r->type);
+			redis_failure = REDIS_BAD_VALUE;
 			return false;
 		}
 	}
@@ -580,16 +594,20 @@ redis_exchange(int n, const char **keys, const char **values, int ttl_s,
  * one pipeline.  On success existing[i] is NULL when values[i] was stored,
  * else a palloc'd copy of the value already there.  Returns false with err
  * set when Redis could not be asked or refused (nothing may be assumed
- * about which keys were set).  Raises only what CHECK_FOR_INTERRUPTS() and
- * palloc raise; the connection is then dropped first.
+ * about which keys were set), and *failure saying whether that is worth a
+ * retry (REDIS_UNAVAILABLE), a configuration problem or a key holding
+ * something else.  Raises only what CHECK_FOR_INTERRUPTS() and palloc
+ * raise; the connection is then dropped first.
  */
 bool
 RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
-			  char **existing, char *err, size_t errlen)
+			  char **existing, RedisFailure *failure, char *err, size_t errlen)
 {
 	redisReply **replies;
 	volatile bool ok = false;
 	int			i;
+
+	redis_failure = REDIS_UNAVAILABLE;
 
 	/* A reload changed guid.redis: the connection is to the old one. */
 	if (redis_conn != NULL)
@@ -622,5 +640,6 @@ RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 	pfree(replies);
 	if (!ok)
 		redis_drop();			/* whatever failed, start afresh */
+	*failure = redis_failure;
 	return ok;
 }

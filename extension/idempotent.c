@@ -15,13 +15,15 @@
  * the key lives guid.idempotency_ttl, and a failover of an asynchronously
  * replicated Redis can lose it (the README says so).
  *
+ * Every guid a call returns is recorded in this cluster's guid.audit, once
+ * per cluster, in the caller's transaction (see idem_settle()).
+ *
  * Plain guid_next() never comes here: Redis down costs only these calls.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -52,10 +54,8 @@ IdempotentInit(void)
 }
 
 static void
-idem_check_key(const char *key)
+idem_check_key(size_t len)
 {
-	size_t		len = strlen(key);
-
 	if (len == 0 || len > KEY_MAX_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -86,65 +86,99 @@ idem_parse(const char *s, guid *out)
  * Issue fresh guids for n keys of one service and settle each with Redis.
  * Returns the guids to use, in order.
  *
- * When guid.audit exists (version 1.3 on), each guid settled on that this
- * node issued gets its audit row, once: the winner writes it, and a retry
- * after the winner's transaction rolled back writes it then (ON CONFLICT DO
- * NOTHING waits for a winner still in flight).  A guid issued by another
- * cluster is that cluster's to record.  guid_type is the OID of type guid.
+ * When guid.audit exists (version 1.3 on), every guid returned is recorded
+ * in this cluster's guid.audit, once (ON CONFLICT (guid) DO NOTHING, which
+ * waits for another transaction inserting the same guid): whichever
+ * transaction commits with it, here or on another cluster, records it in
+ * its own cluster, so no committed use is missing from the stream.  Which
+ * cluster issued the guid does not matter (its node id may have moved on).
  */
 static guid *
-idem_settle(Oid guid_type, const char *service, int n, const char **keys)
+idem_settle(const char *service, int n, text *const *keys)
 {
 	const char **rkeys = palloc(sizeof(char *) * n);
 	const char **values = palloc(sizeof(char *) * n);
 	char	  **existing = palloc0(sizeof(char *) * n);
 	guid	   *ids = palloc(sizeof(guid) * n);
-	guid	   *audited = palloc(sizeof(guid) * n);
-	int			naudited = 0;
+	bool	   *mine = palloc(sizeof(bool) * n);
+	char	   *prefix;
+	size_t		prefix_len;
+	size_t		total;
+	char	   *buf;
 	int32		our_node = -1;
-	Oid			audit_schema;
-	bool		audited_table;
+	bool		audited;
 	char		err[256];
+	RedisFailure failure;
 	int			i;
 
 	GuidCheckService(service);
-	audit_schema = get_namespace_oid("guid", true);
-	audited_table = OidIsValid(audit_schema) &&
-		OidIsValid(get_relname_relid("audit", audit_schema));
-	if (audited_table)
-		GuidAuditRequireSlot();
+	audited = GuidAuditBegin();
+
+	/* Redis keys and values, in one allocation (a batch may be large) */
+	prefix = psprintf("guid:idem:%s:%s:", GuidNamespace(), service);
+	prefix_len = strlen(prefix);
+	total = 0;
 	for (i = 0; i < n; i++)
 	{
-		idem_check_key(keys[i]);
-		rkeys[i] = psprintf("guid:idem:%s:%s:%s", GuidNamespace(), service, keys[i]);
+		size_t		len = VARSIZE_ANY_EXHDR(keys[i]);
+
+		idem_check_key(len);
+		total += prefix_len + len + 1 + MAXINT8LEN + 1;
+	}
+	buf = MemoryContextAllocHuge(CurrentMemoryContext, total);
+	for (i = 0; i < n; i++)
+	{
+		size_t		len = VARSIZE_ANY_EXHDR(keys[i]);
+
+		rkeys[i] = buf;
+		memcpy(buf, prefix, prefix_len);
+		memcpy(buf + prefix_len, VARDATA_ANY(keys[i]), len);
+		buf[prefix_len + len] = '\0';
+		buf += prefix_len + len + 1;
+
 		ids[i] = GuidNext();
 		our_node = GuidNode(ids[i]);
-		values[i] = psprintf(INT64_FORMAT, (int64) ids[i]);
+		values[i] = buf;
+		buf += pg_lltoa((int64) ids[i], buf) + 1;
 	}
 
-	if (!RedisSetNxGet(n, rkeys, values, guid_idempotency_ttl, existing, err, sizeof(err)))
+	if (!RedisSetNxGet(n, rkeys, values, guid_idempotency_ttl, existing, &failure, err, sizeof(err)))
+	{
+		/*
+		 * Never class 08: drivers and poolers would take this connection to
+		 * PostgreSQL for dead.  Redis away is "try again later" (53000).
+		 */
+		if (failure == REDIS_BAD_VALUE)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("an idempotency key in Redis does not hold a guid"),
+					 errdetail("%s.", err),
+					 errhint("Delete the key in Redis; guid keeps only guids under guid:idem:.")));
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
+				(errcode(failure == REDIS_MISCONFIGURED ? ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+						 : ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("could not settle idempotency key with Redis"),
 				 errdetail("%s.", err),
-				 errhint("Check that Redis is reachable at guid.redis (\"%s\"), or guid.redis_timeout. guid_next() without a key does not need Redis.",
+				 failure == REDIS_MISCONFIGURED ?
+				 errhint("Check guid.redis (\"%s\") and guid.redis_password_file. guid_next() without a key does not need Redis.",
+						 RedisAddress()) :
+				 errhint("Check that Redis is reachable at guid.redis (\"%s\"), or guid.redis_timeout; retry later. guid_next() without a key does not need Redis.",
 						 RedisAddress())));
+	}
 
 	for (i = 0; i < n; i++)
-		if (existing[i] != NULL && !idem_parse(existing[i], &ids[i]))
+	{
+		mine[i] = existing[i] == NULL;
+		if (!mine[i] && !idem_parse(existing[i], &ids[i]))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("Redis key \"%s\" does not hold a guid", rkeys[i]),
 					 errdetail("It holds \"%s\".", existing[i]),
 					 errhint("Delete the key in Redis; guid keeps only guids under guid:idem:.")));
-
-	if (audited_table)
-	{
-		for (i = 0; i < n; i++)
-			if (existing[i] == NULL || GuidNode(ids[i]) == our_node)
-				audited[naudited++] = ids[i];
-		GuidAuditWrite(guid_type, audited, naudited, service, true);
 	}
+
+	if (audited)
+		GuidAuditWrite(ids, mine, n, service, our_node, true);
 	return ids;
 }
 
@@ -167,9 +201,14 @@ Datum
 guid_next_idempotent(PG_FUNCTION_ARGS)
 {
 	const char *service = idem_text_arg(fcinfo, 0, "service");
-	const char *key = idem_text_arg(fcinfo, 1, "idempotency key");
+	text	   *key;
 
-	PG_RETURN_GUID(idem_settle(get_func_rettype(fcinfo->flinfo->fn_oid), service, 1, &key)[0]);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("idempotency key must not be null")));
+	key = PG_GETARG_TEXT_PP(1);
+	PG_RETURN_GUID(idem_settle(service, 1, &key)[0]);
 }
 
 /*
@@ -185,7 +224,7 @@ guid_next_idempotent_batch(PG_FUNCTION_ARGS)
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
-	const char **keys;
+	text	  **keys;
 	guid	   *ids;
 	Datum	   *out;
 	int			i;
@@ -208,14 +247,14 @@ guid_next_idempotent_batch(PG_FUNCTION_ARGS)
 				 errmsg("idempotency keys must be a one-dimensional array")));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 
-	keys = palloc(sizeof(char *) * Max(n, 1));
+	keys = palloc(sizeof(text *) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("idempotency key %d must not be null", i + 1)));
-		keys[i] = TextDatumGetCString(elems[i]);
+		keys[i] = (text *) DatumGetPointer(elems[i]);
 	}
 
 	if (n == 0)
@@ -223,7 +262,7 @@ guid_next_idempotent_batch(PG_FUNCTION_ARGS)
 		GuidCheckService(service);
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(elemtype));
 	}
-	ids = idem_settle(elemtype, service, n, keys);
+	ids = idem_settle(service, n, keys);
 
 	out = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)

@@ -307,9 +307,9 @@ extern PGDLLEXPORT void GuidWorkerMain(Datum main_arg);
 
 /* extension/audit.c */
 extern void GuidCheckService(const char *service);
-extern void GuidAuditRequireSlot(void);
-extern void GuidAuditWrite(Oid guid_type, const guid *ids, int n,
-						   const char *service, bool if_absent);
+extern bool GuidAuditBegin(void);
+extern void GuidAuditWrite(const guid *ids, const bool *mine, int n,
+						   const char *service, int32 node_id, bool if_absent);
 
 /* extension/idempotent.c */
 extern int	guid_idempotency_ttl;
@@ -320,8 +320,14 @@ extern char *guid_redis;
 extern int	guid_redis_timeout;
 extern void RedisInit(void);
 extern const char *RedisAddress(void);
+typedef enum RedisFailure
+{
+	REDIS_UNAVAILABLE,			/* not reachable, too slow, or refused for now */
+	REDIS_MISCONFIGURED,		/* guid.redis unset or malformed, a bad password */
+	REDIS_BAD_VALUE				/* a key holds something that is not a guid */
+} RedisFailure;
 extern bool RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
-						  char **existing, char *err, size_t errlen);
+						  char **existing, RedisFailure *failure, char *err, size_t errlen);
 
 /* coordinator/publisher.c */
 extern char *guid_kafka_brokers;

@@ -1,15 +1,15 @@
 -- guid_next(service) and the guid.audit outbox (no publisher configured
 -- here: the stream itself is tested in test/tap/009..012).
 BEGIN;
-SELECT plan(19);
+SELECT plan(30);
 
 SELECT has_table('guid', 'audit', 'guid.audit exists');
 SELECT columns_are('guid', 'audit', ARRAY['guid', 'node_id', 'created_at', 'service'], 'guid.audit has the seed''s columns');
 SELECT col_is_pk('guid', 'audit', 'guid', 'guid is its primary key');
 SELECT col_type_is('guid', 'audit', 'guid', 'guid', 'of type guid');
 SELECT has_function('guid_next', ARRAY['text'], 'guid_next(service text) exists');
-SELECT is((SELECT prosecdef FROM pg_proc WHERE oid = 'guid_next(text)'::regprocedure), true,
-	'it is SECURITY DEFINER (callers cannot write guid.audit themselves)');
+SELECT is((SELECT count(*) FROM pg_proc WHERE proname = 'guid_next' AND (prosecdef OR proconfig IS NOT NULL)),
+	0::bigint, 'no guid_next() is SECURITY DEFINER or sets a search_path: the audit row is written in C, without SQL');
 SELECT is((SELECT provolatile FROM pg_proc WHERE oid = 'guid_next(text)'::regprocedure), 'v', 'and volatile');
 
 CREATE TEMP TABLE issued AS SELECT guid_next('payment') AS id FROM generate_series(1, 100);
@@ -33,6 +33,10 @@ SELECT throws_ok($$SELECT guid_next('')$$, '22023', 'invalid service name ""', '
 SELECT throws_ok($$SELECT guid_next(repeat('x', 51))$$, '22023', NULL, 'a 51-character service: 22023');
 SELECT lives_ok($$SELECT guid_next(repeat('é', 50))$$, '50 characters (not bytes) are fine');
 SELECT throws_ok($$SELECT guid_next(E'pay\nment')$$, '22023', NULL, 'a control character: 22023');
+SELECT throws_ok($$SELECT guid_next(E'pay\u0085ment')$$, '22023', NULL, 'a C1 control character (U+0085, NEL): 22023');
+SELECT throws_ok($$SELECT guid_next(E'pay\u202Ement')$$, '22023', NULL, 'a bidi override (U+202E): 22023');
+SELECT throws_ok($$SELECT guid_next(E'pay\u200Bment')$$, '22023', NULL, 'a zero-width space: 22023');
+SELECT lives_ok($$SELECT guid_next('paiement-été €')$$, 'letters beyond ASCII are fine');
 SELECT throws_ok($$SELECT guid_next(NULL::text)$$, '22004', 'service must not be null', 'null service: 22004');
 SELECT is((SELECT count(*) FROM guid.audit), (SELECT n FROM before) + 1, 'bad services wrote nothing');
 
@@ -40,6 +44,33 @@ SET ROLE pg_monitor;
 SELECT throws_ok($$INSERT INTO guid.audit VALUES ('1'::guid, 1, now(), 'forged')$$, '42501', NULL,
 	'other roles cannot write guid.audit directly');
 RESET ROLE;
+
+-- A role without any privilege on guid.audit still gets its audit row, and
+-- its own objects named like the extension's change nothing.
+CREATE ROLE audit_nobody;
+CREATE SCHEMA nobody_schema AUTHORIZATION audit_nobody;
+SET ROLE audit_nobody;
+CREATE TABLE nobody_schema.audit (guid bigint, node_id int, created_at timestamptz, service text);
+SET search_path = nobody_schema, public;
+CREATE TEMP TABLE nobody_issued AS SELECT guid_next('unprivileged') AS id;
+SELECT throws_ok($$SELECT count(*) FROM guid.audit$$, '42501', NULL, 'the role cannot read guid.audit');
+SELECT throws_ok($$INSERT INTO guid.audit VALUES ('2'::guid, 1, now(), 'forged')$$, '42501', NULL,
+	'nor write it');
+SELECT is((SELECT count(*) FROM nobody_schema.audit), 0::bigint,
+	'its own table "audit" first in search_path received nothing');
+RESET ROLE;
+RESET search_path;
+SELECT is((SELECT count(*) FROM guid.audit a JOIN nobody_issued i ON a.guid = i.id
+	WHERE a.service = 'unprivileged' AND a.node_id = guid_node(i.id)), 1::bigint,
+	'guid_next(service) by a role without privileges on guid.audit wrote its row there');
+
+-- last: the rest of this transaction is read-only
+CREATE TEMP TABLE ro_before AS SELECT (guid_status()).ids_issued AS n;
+SET TRANSACTION READ ONLY;
+SELECT throws_ok($$SELECT guid_next('read_only')$$, '25006', NULL,
+	'a read-only transaction cannot record an audit row');
+SELECT is((SELECT count(*) FROM guid.audit WHERE service = 'read_only'), 0::bigint, '... and wrote none');
+SELECT is((guid_status()).ids_issued, (SELECT n FROM ro_before), '... and issued no guid for it');
 
 SELECT * FROM finish();
 ROLLBACK;

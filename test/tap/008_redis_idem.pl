@@ -133,6 +133,16 @@ for my $planted ('not-a-guid', '-5', '99999999999999999999', '')
 	like($err, qr/ERROR:  XX001: Redis key "guid:idem:default:payment:planted" does not hold a guid/,
 		"a planted value \"$planted\" is an error, not an ID");
 }
+# A key of another Redis type is the same corrupt-value case, not an outage.
+redis('DEL', 'guid:idem:default:payment:listed');
+redis('LPUSH', 'guid:idem:default:payment:listed', 'x');
+{
+	my ($ret, $out, $err) = $a->psql('postgres', "SELECT guid_next('payment', 'listed')",
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/ERROR:  XX001: an idempotency key in Redis does not hold a guid/,
+		'a key holding a list (WRONGTYPE) is XX001, not a connection error');
+	like($err, qr/DETAIL:  .*WRONGTYPE/, '... and says what Redis answered');
+}
 
 # --- A unix socket, and a password ---------------------------------------------------------------
 sub set_redis
@@ -153,9 +163,20 @@ set_redis($a, "sekret\@127.0.0.1:$port");
 is($a->safe_psql('postgres', "SELECT guid_next('payment', 'book_1001')"), $id, 'guid.redis with a password authenticates');
 set_redis($a, "wrong\@127.0.0.1:$port");
 my ($pw_ret, $pw_out, $pw_err) = $a->psql('postgres', "SELECT guid_next('payment', 'book_1001')");
-like($pw_err, qr/Redis at 127\.0\.0\.1:$port refused the password in guid\.redis/, 'a wrong password is a clear error');
+like($pw_err, qr/Redis at 127\.0\.0\.1:$port refused the password \(guid\.redis_password_file or guid\.redis\)/,
+	'a wrong password is a clear error');
+($pw_ret, $pw_out, $pw_err) = $a->psql('postgres', "SELECT guid_next('payment', 'book_1001')",
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($pw_err, qr/ERROR:  55000: could not settle idempotency key with Redis/, '... a configuration error (55000)');
 unlike($pw_err, qr/wrong/, '... that does not show the password');
 $redis_pw->('CONFIG', 'SET', 'requirepass', '');
+set_redis($a, '');
+{
+	my ($ret, $out, $err) = $a->psql('postgres', "SELECT guid_next('payment', 'book_1001')",
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/ERROR:  55000: could not settle idempotency key with Redis/, 'guid.redis not set: 55000');
+	like($err, qr/DETAIL:  guid\.redis is not set/, '... saying so');
+}
 set_redis($a, "127.0.0.1:$port");
 
 # --- Redis down, frozen, back -----------------------------------------------------------------
@@ -171,7 +192,8 @@ $s->{stderr} = '';
 $s->query('COMMIT');
 is($a->safe_psql('postgres', 'SELECT count(*) FROM t'), '0', '... and its transaction wrote nothing');
 my ($ret, $out, $err) = $a->psql('postgres', "SELECT guid_next('payment', 'while_down')", extra_params => [ '-v', 'VERBOSITY=verbose' ]);
-like($err, qr/ERROR:  08006: could not settle idempotency key with Redis/, '... with SQLSTATE 08006');
+like($err, qr/ERROR:  53000: could not settle idempotency key with Redis/,
+	'... with SQLSTATE 53000 (try again later), not class 08 (which poolers read as a dead connection)');
 like($err, qr/DETAIL:  .*Redis at 127\.0\.0\.1:$port/, '... naming the Redis address');
 like($err, qr/HINT:  Check that Redis is reachable at guid\.redis/, '... and the setting');
 is($a->safe_psql('postgres', 'SELECT guid_next() IS NOT NULL'), 't', 'plain guid_next() still works');

@@ -70,9 +70,15 @@ is_deeply(kafka_guids($msgs), [ sort { $a <=> $b } @committed ],
 # --- The message ---------------------------------------------------------------------------
 my ($m) = grep { $_->{value}{guid} eq $committed[0] } @$msgs;
 is($m->{key}, 'payment', 'key = service');
-is_deeply([ sort keys %{ $m->{value} } ], [qw(created_at guid lsn node_id service xid)], 'JSON has exactly the six fields');
+is_deeply([ sort keys %{ $m->{value} } ],
+	[qw(created_at guid guid_node_id lsn node_id service system_identifier xid)], 'JSON has exactly the eight fields');
 like($m->{raw}, qr/"guid":"$committed[0]"/, 'guid is a decimal string');
-is($m->{value}{node_id}, 21, 'node_id');
+is($m->{value}{node_id}, 21, 'node_id (of the publishing cluster)');
+is($m->{value}{guid_node_id}, 21, 'guid_node_id (in the guid\'s bits)');
+like($m->{raw}, qr/"system_identifier":"\d+"/, 'system_identifier is a decimal string');
+is($m->{value}{system_identifier},
+	$node->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),
+	'system_identifier is the publishing cluster\'s');
 is($m->{value}{created_at},
 	$node->safe_psql('postgres',
 		"SELECT to_char(guid_timestamp('$committed[0]'::guid) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),

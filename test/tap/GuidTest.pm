@@ -22,7 +22,8 @@ our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
   kafka_conf kafka_read kafka_guids wait_published publisher_pid kafka_start kafka_stop
   kafka_resume zk_proxy_start zk_proxy_mode zk_proxy_events zk_proxy_stop zk_get
   kafka_admin kafka_produce stream_messages
-  redis_start redis_stop redis_cli redis_pid set_guid_redis accept_queue);
+  redis_start redis_stop redis_cli redis_pid set_guid_redis accept_queue
+  system_identifier wait_published_by);
 
 my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -553,6 +554,40 @@ sub accept_queue
 		return hex($rx);
 	}
 	return undef;
+}
+
+# --- Several clusters on one topic ----------------------------------------------
+
+# The node's system identifier, as the stream writes it (a decimal string).
+sub system_identifier
+{
+	my $node = shift;
+	return $node->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()');
+}
+
+# Wait until every guid in $node's guid.audit is in $topic in a message
+# naming $node's system identifier, and its publisher has nothing waiting;
+# returns every message of the topic.  For topics several clusters share.
+sub wait_published_by
+{
+	my ($node, $brokers, $topic, $timeout) = @_;
+	my $sysid = system_identifier($node);
+	my @want = split /\n/, $node->safe_psql('postgres', 'SELECT guid FROM guid.audit');
+	my $deadline = time + ($timeout // 120);
+	my $msgs = [];
+	while (time < $deadline)
+	{
+		$msgs = kafka_read($brokers, $topic);
+		my %have = map { $_->{value}{guid} => 1 } grep { $_->{value}{system_identifier} eq $sysid } @$msgs;
+		return $msgs
+		  if !grep({ !$have{$_} } @want)
+		  && $node->safe_psql('postgres',
+			"SELECT publisher_state = 'streaming' AND publish_lag_seconds = 0 FROM guid.status") eq 't';
+		select(undef, undef, undef, 0.2);
+	}
+	diag($node->name . ' not published: ' . $node->safe_psql('postgres',
+		'SELECT publisher_state, rows_published, publisher_error FROM guid.status'));
+	return $msgs;
 }
 
 1;
