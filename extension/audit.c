@@ -43,6 +43,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -198,40 +199,116 @@ audit_exists(void)
 }
 
 /*
+ * Where guid.audit's columns are, for this call.  The four columns guid
+ * writes are found by name (a user may have added, dropped or re-added
+ * columns); any other live column gets its default, or NULL.
+ */
+typedef struct AuditShape
+{
+	AttrNumber	att[4];			/* guid, node_id, created_at, service */
+	int			nextra;
+	AttrNumber *extra;			/* the other live columns */
+	ExprState **extra_default;	/* their defaults, NULL for none */
+} AuditShape;
+
+static const char *const audit_column_names[4] = {"guid", "node_id", "created_at", "service"};
+
+/* Refuse a guid.audit that guid cannot write correctly. */
+static void
+audit_bad_shape(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("table guid.audit does not have the shape guid writes"),
+			 errdetail("%s", detail),
+			 errhint("guid.audit needs the columns guid (guid), node_id (int4), created_at (timestamptz) and service (text), with its primary key on guid.")));
+}
+
+/*
  * Open guid.audit for inserting (RowExclusiveLock, kept to the end of the
- * transaction) and check that it has the shape rows are formed for.
- * Caller has called GuidAuditBegin() (true).
+ * transaction) and find its columns; defaults of other columns are prepared
+ * in estate.  Caller has called GuidAuditBegin() (true).
  */
 static Relation
-audit_open(void)
+audit_open(EState *estate, AuditShape *shape)
 {
 	Relation	rel;
 	TupleDesc	desc;
 	static const Oid coltypes[] = {InvalidOid, INT4OID, TIMESTAMPTZOID, TEXTOID};
 	int			i;
+	int			c;
 
 	rel = table_open(audit_relid, RowExclusiveLock);
 	desc = RelationGetDescr(rel);
-	if (rel->rd_rel->relkind != RELKIND_RELATION || desc->natts != 4 ||
-		!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table guid.audit does not have the shape guid writes"),
-				 errdetail("guid.audit must be a table of the columns (guid, node_id, created_at, service) with its primary key on guid.")));
-	for (i = 0; i < 4; i++)
+	if (rel->rd_rel->relkind != RELKIND_RELATION || !OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+		audit_bad_shape("It is not a table with a primary key.");
+	if (desc->constr && desc->constr->has_generated_stored)
+		audit_bad_shape("It has generated columns, which guid does not compute.");
+
+	memset(shape, 0, sizeof(AuditShape));
+	shape->extra = palloc(sizeof(AttrNumber) * desc->natts);
+	shape->extra_default = palloc0(sizeof(ExprState *) * desc->natts);
+	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (att->attisdropped ||
-			(i == 0 ? !(att->attbyval && att->attlen == sizeof(int64))
-			 : att->atttypid != coltypes[i]))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table guid.audit does not have the shape guid writes"),
-					 errdetail("Column %d, \"%s\", is not of the type guid writes.",
-							   i + 1, NameStr(att->attname))));
+		if (att->attisdropped)
+			continue;
+		for (c = 0; c < 4; c++)
+			if (strcmp(NameStr(att->attname), audit_column_names[c]) == 0)
+				break;
+		if (c == 4)
+		{
+			Node	   *def = build_column_default(rel, att->attnum);
+
+			if (def != NULL)
+				shape->extra_default[shape->nextra] = ExecPrepareExpr((Expr *) def, estate);
+			shape->extra[shape->nextra++] = att->attnum;
+			continue;
+		}
+		if (c == 0 ? !(att->attbyval && att->attlen == sizeof(int64)) : att->atttypid != coltypes[c])
+			audit_bad_shape(psprintf("Column \"%s\" is not of the type guid writes.", NameStr(att->attname)));
+		shape->att[c] = att->attnum;
 	}
+	for (c = 0; c < 4; c++)
+		if (shape->att[c] == 0)
+			audit_bad_shape(psprintf("It has no column \"%s\".", audit_column_names[c]));
 	return rel;
+}
+
+/*
+ * Fill slot with one audit row: the four columns, the others' defaults (or
+ * NULL), and check the table's constraints (NOT NULL, CHECK).
+ */
+static void
+audit_fill(TupleTableSlot *slot, const AuditShape *shape, ResultRelInfo *rri, EState *estate,
+		   guid id, int32 node_id, Datum service)
+{
+	int			natts = slot->tts_tupleDescriptor->natts;
+	int			e;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * natts);
+	slot->tts_values[shape->att[0] - 1] = GuidGetDatum(id);
+	slot->tts_values[shape->att[1] - 1] = Int32GetDatum(node_id);
+	slot->tts_values[shape->att[2] - 1] = TimestampTzGetDatum(GuidMsToTimestamp(GuidMs(id)));
+	slot->tts_values[shape->att[3] - 1] = service;
+	slot->tts_isnull[shape->att[0] - 1] = false;
+	slot->tts_isnull[shape->att[1] - 1] = false;
+	slot->tts_isnull[shape->att[2] - 1] = false;
+	slot->tts_isnull[shape->att[3] - 1] = false;
+	for (e = 0; e < shape->nextra; e++)
+		if (shape->extra_default[e] != NULL)
+		{
+			AttrNumber	a = shape->extra[e];
+
+			slot->tts_values[a - 1] = ExecEvalExprSwitchContext(shape->extra_default[e],
+																GetPerTupleExprContext(estate),
+																&slot->tts_isnull[a - 1]);
+		}
+	ExecStoreVirtualTuple(slot);
+	if (rri->ri_RelationDesc->rd_att->constr)
+		ExecConstraints(rri, slot, estate);
 }
 
 /* A guid to record, and whether the calling function issued it. */
@@ -342,16 +419,17 @@ GuidAuditWrite(const guid *ids, const bool *mine, int n, const char *service,
 	AuditId    *rows;
 	BulkInsertState bistate = NULL;
 	AuditSpecLock lock = {false, 0};
+	AuditShape	shape;
 	int			i;
 
 	if (n == 0)
 		return;
-	rel = audit_open();
 	estate = CreateExecutorState();
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	rel = audit_open(estate, &shape);
 	estate->es_output_cid = GetCurrentCommandId(true);
 	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	InitResultRelInfo(rri, rel, 0, NULL, 0);	/* not in a range table */
 	ExecOpenIndices(rri, if_absent);
 	rows = palloc(sizeof(AuditId) * n);
 	for (i = 0; i < n; i++)
@@ -374,13 +452,7 @@ GuidAuditWrite(const guid *ids, const bool *mine, int n, const char *service,
 	{
 		if (if_absent && i > 0 && rows[i].id == rows[i - 1].id)
 			continue;
-		ExecClearTuple(slot);
-		slot->tts_values[0] = GuidGetDatum(rows[i].id);
-		slot->tts_values[1] = Int32GetDatum(node_id);
-		slot->tts_values[2] = TimestampTzGetDatum(GuidMsToTimestamp(GuidMs(rows[i].id)));
-		slot->tts_values[3] = service_datum;
-		memset(slot->tts_isnull, 0, sizeof(bool) * 4);
-		ExecStoreVirtualTuple(slot);
+		audit_fill(slot, &shape, rri, estate, rows[i].id, node_id, service_datum);
 
 		if (if_absent)
 			audit_insert_if_absent(rri, slot, estate, arbiters, bistate, !rows[i].mine, &lock);

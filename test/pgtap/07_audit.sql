@@ -1,7 +1,7 @@
 -- guid_next(service) and the guid.audit outbox (no publisher configured
 -- here: the stream itself is tested in test/tap/009..012).
 BEGIN;
-SELECT plan(30);
+SELECT plan(33);
 
 SELECT has_table('guid', 'audit', 'guid.audit exists');
 SELECT columns_are('guid', 'audit', ARRAY['guid', 'node_id', 'created_at', 'service'], 'guid.audit has the seed''s columns');
@@ -38,7 +38,7 @@ SELECT throws_ok($$SELECT guid_next(E'pay\u202Ement')$$, '22023', NULL, 'a bidi 
 SELECT throws_ok($$SELECT guid_next(E'pay\u200Bment')$$, '22023', NULL, 'a zero-width space: 22023');
 SELECT lives_ok($$SELECT guid_next('paiement-été €')$$, 'letters beyond ASCII are fine');
 SELECT throws_ok($$SELECT guid_next(NULL::text)$$, '22004', 'service must not be null', 'null service: 22004');
-SELECT is((SELECT count(*) FROM guid.audit), (SELECT n FROM before) + 1, 'bad services wrote nothing');
+SELECT is((SELECT count(*) FROM guid.audit), (SELECT n FROM before) + 2, 'bad services wrote nothing (the two good ones a row each)');
 
 SET ROLE pg_monitor;
 SELECT throws_ok($$INSERT INTO guid.audit VALUES ('1'::guid, 1, now(), 'forged')$$, '42501', NULL,
@@ -63,6 +63,21 @@ RESET search_path;
 SELECT is((SELECT count(*) FROM guid.audit a JOIN nobody_issued i ON a.guid = i.id
 	WHERE a.service = 'unprivileged' AND a.node_id = guid_node(i.id)), 1::bigint,
 	'guid_next(service) by a role without privileges on guid.audit wrote its row there');
+
+-- A guid.audit a user altered: other columns get their defaults, and the
+-- table's constraints hold (rows are written below SQL, so guid checks them).
+ALTER TABLE guid.audit ADD COLUMN note text DEFAULT 'from a default', ADD COLUMN spare int8;
+ALTER TABLE guid.audit DROP COLUMN spare;
+SELECT guid_next('noted');
+SELECT is((SELECT note FROM guid.audit WHERE service = 'noted'), 'from a default',
+	'an added column gets its default');
+ALTER TABLE guid.audit ADD CONSTRAINT audit_no_forbidden CHECK (service <> 'forbidden');
+SELECT throws_ok($$SELECT guid_next('forbidden')$$, '23514', NULL, 'a CHECK constraint on guid.audit holds');
+ALTER TABLE guid.audit DROP CONSTRAINT audit_no_forbidden, DROP COLUMN note;
+ALTER TABLE guid.audit RENAME COLUMN service TO svc;
+SELECT throws_ok($$SELECT guid_next('renamed')$$, '55000', 'table guid.audit does not have the shape guid writes',
+	'a missing column is a clear error, not a crash');
+ALTER TABLE guid.audit RENAME COLUMN svc TO service;
 
 -- last: the rest of this transaction is read-only
 CREATE TEMP TABLE ro_before AS SELECT (guid_status()).ids_issued AS n;
