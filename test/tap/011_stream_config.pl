@@ -9,6 +9,7 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 use GuidTest;
+use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -145,6 +146,31 @@ for (1 .. 300)
 	select(undef, undef, undef, 0.2);
 }
 ok($file_seen, '... and publishes');
+
+# --- A topic name of 237 characters (the longest that leaves room for the
+# checkpoint topic's suffix): both names whole, nothing truncated.
+my $long = "t011long_$$" . ('x' x (237 - length("t011long_$$")));
+$node->stop;
+$node->append_conf('postgresql.conf', "guid.kafka_topic = '$long'\n");
+$node->start;
+ok($node->poll_query_until('postgres', "SELECT publisher_state = 'streaming' FROM guid.status"),
+	'a 237-character topic: the publisher streams');
+my $long_id = $node->safe_psql('postgres', "SELECT guid_next('long')");
+my $long_seen = 0;
+for (1 .. 300)
+{
+	last if $long_seen = grep { $_ eq $long_id } @{ kafka_read($brokers, $long, 1) };
+	select(undef, undef, undef, 0.2);
+}
+ok($long_seen, '... into the topic of that name');
+my ($meta, $meta_err) = ('', '');
+IPC::Run::run([ 'kcat', '-L', '-b', $brokers ], '>', \$meta, '2>', \$meta_err);
+like($meta, qr/topic "\Q${long}_checkpoints\E"/, '... with its checkpoints in <topic>_checkpoints, not cut short');
+my ($values, $values_err) = ('', '');
+IPC::Run::run([ 'kcat', '-C', '-b', $brokers, '-t', $long, '-o', 'beginning', '-e', '-q', '-f', '%s\n' ],
+	'>', \$values, '2>', \$values_err);
+my @values = split /\n/, $values;
+ok(@values && !grep({ !/"guid":/ } @values), '... and no checkpoint record among the audit messages');
 
 # The inline form still works for a release, with a warning.
 $node->stop;
