@@ -115,7 +115,7 @@ GuidCheckService(const char *service)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid service name"),
-					 errdetail("A service name may not contain control or invisible formatting characters; it holds U+%04X.",
+					 errdetail("A service name may not contain control characters or invisible formatting characters; it holds U+%04X.",
 							   (unsigned int) c)));
 	}
 }
