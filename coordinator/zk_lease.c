@@ -28,7 +28,10 @@
  * syncLimit ticks before it notices), and it answers reads all the same: a
  * read proves nothing about the leader.  A write or a sync does: the follower
  * must forward it to the leader and can answer only after the leader
- * processed it, with our session still open, after we sent it.  So only
+ * processed it, with our session still open, after we sent it.  (A leader
+ * itself cut off from its quorum may go on answering syncs until it notices,
+ * within syncLimit ticks: the deadline is a bound under ZooKeeper's timing
+ * assumptions, and uniqueness rests on the versioned mark.)  So only
  * answers to writes and syncs move the deadline, and the lease is trusted
  * until
  *

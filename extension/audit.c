@@ -50,6 +50,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/syscache.h"
 
 #include "guid.h"
 
@@ -176,26 +177,43 @@ audit_exists(void)
 	Oid			relid;
 	Oid			ext;
 
-	if (OidIsValid(audit_relid))
-		return true;
 	if (!audit_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
 		audit_callback_registered = true;
 	}
-	nsp = get_namespace_oid("guid", true);
-	if (!OidIsValid(nsp))
-		return false;
-	relid = get_relname_relid("audit", nsp);
-	if (!OidIsValid(relid))
-		return false;
-	ext = get_extension_oid("guid", true);
-	if (!OidIsValid(ext) || getExtensionOfObject(RelationRelationId, relid) != ext)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table guid.audit does not belong to extension guid")));
-	audit_relid = relid;
-	return true;
+	for (;;)
+	{
+		if (!OidIsValid(audit_relid))
+		{
+			nsp = get_namespace_oid("guid", true);
+			if (!OidIsValid(nsp))
+				return false;
+			relid = get_relname_relid("audit", nsp);
+			if (!OidIsValid(relid))
+				return false;
+			ext = get_extension_oid("guid", true);
+			if (!OidIsValid(ext) || getExtensionOfObject(RelationRelationId, relid) != ext)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("table guid.audit does not belong to extension guid")));
+			audit_relid = relid;
+		}
+
+		/*
+		 * Lock it now, before any guid is issued: taking the lock processes
+		 * the invalidations other sessions sent (the extension dropped and
+		 * created again, say), which forget a stale OID; then look again, as
+		 * RangeVarGetRelidExtended does.  The lock is the one the insert takes
+		 * anyway, held to the end of the transaction.
+		 */
+		relid = audit_relid;
+		LockRelationOid(relid, RowExclusiveLock);
+		if (audit_relid == relid && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+			return true;
+		UnlockRelationOid(relid, RowExclusiveLock);
+		audit_relid = InvalidOid;
+	}
 }
 
 /*
@@ -244,6 +262,8 @@ audit_open(EState *estate, AuditShape *shape)
 		audit_bad_shape("It is not a table with a primary key.");
 	if (desc->constr && desc->constr->has_generated_stored)
 		audit_bad_shape("It has generated columns, which guid does not compute.");
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		audit_bad_shape("It is not a permanent (logged) table: its rows would not be in the WAL, and so never reach Kafka.");
 
 	memset(shape, 0, sizeof(AuditShape));
 	shape->extra = palloc(sizeof(AttrNumber) * desc->natts);
@@ -431,6 +451,9 @@ GuidAuditWrite(const guid *ids, const bool *mine, int n, const char *service,
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 0, NULL, 0);	/* not in a range table */
 	ExecOpenIndices(rri, if_absent);
+	for (i = 0; i < rri->ri_NumIndices; i++)
+		if (!rri->ri_IndexRelationDescs[i]->rd_index->indimmediate)
+			audit_bad_shape("It has a deferrable unique or exclusion constraint, which guid does not check at commit.");
 	rows = palloc(sizeof(AuditId) * n);
 	for (i = 0; i < n; i++)
 	{
