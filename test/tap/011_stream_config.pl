@@ -153,6 +153,10 @@ my $long = "t011long_$$" . ('x' x (237 - length("t011long_$$")));
 $node->stop;
 $node->append_conf('postgresql.conf', "guid.kafka_topic = '$long'\n");
 $node->start;
+# A new topic has no checkpoint for the slot: a gap until the operator drops it.
+ok($node->poll_query_until('postgres', "SELECT publisher_state = 'gap' FROM guid.status"),
+	'a new topic: the existing slot is a gap, as documented');
+$node->safe_psql('postgres', "SELECT pg_drop_replication_slot('guid_audit')");
 ok($node->poll_query_until('postgres', "SELECT publisher_state = 'streaming' FROM guid.status"),
 	'a 237-character topic: the publisher streams');
 my $long_id = $node->safe_psql('postgres', "SELECT guid_next('long')");
