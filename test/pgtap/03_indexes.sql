@@ -3,17 +3,7 @@
 BEGIN;
 SELECT plan(19);
 
-CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	line text;
-	result text := '';
-BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
-		result := result || line || E'\n';
-	END LOOP;
-	RETURN result;
-END
-$$;
+\ir plan_of.psql
 
 -- 10,000 rows, one a minute going back from now(), on assorted nodes.
 CREATE TABLE events (id guid PRIMARY KEY, n int NOT NULL);

@@ -202,17 +202,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	line text;
-	result text := '';
-BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
-		result := result || line || E'\n';
-	END LOOP;
-	RETURN result;
-END
-$$;
+\ir plan_of.psql
 
 -- n random conditions of the given shape; returns those where the three
 -- scan methods disagree.

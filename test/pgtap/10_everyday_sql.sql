@@ -4,17 +4,7 @@
 BEGIN;
 SELECT plan(32);
 
-CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	line text;
-	result text := '';
-BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
-		result := result || line || E'\n';
-	END LOOP;
-	RETURN result;
-END
-$$;
+\ir plan_of.psql
 
 CREATE TABLE events (id guid PRIMARY KEY, n int NOT NULL);
 INSERT INTO events

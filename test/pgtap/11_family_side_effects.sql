@@ -11,17 +11,7 @@
 BEGIN;
 SELECT plan(3);
 
-CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	line text;
-	result text := '';
-BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
-		result := result || line || E'\n';
-	END LOOP;
-	RETURN result;
-END
-$$;
+\ir plan_of.psql
 
 CREATE TABLE sfx_a (x bigint);
 CREATE TABLE sfx_b (x bigint);
