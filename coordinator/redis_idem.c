@@ -64,6 +64,7 @@ int			guid_redis_timeout = 1000;
 
 static redisContext *redis_conn = NULL;
 static char *redis_conn_spec = NULL;	/* guid.redis it was made from */
+static char *redis_conn_pwfile = NULL;	/* and guid.redis_password_file */
 
 /*
  * A host name lookup in progress: the request and everything it points to
@@ -183,7 +184,9 @@ redis_drop(void)
 	redis_conn = NULL;
 	if (redis_conn_spec != NULL)
 		pfree(redis_conn_spec);
-	redis_conn_spec = NULL;
+	if (redis_conn_pwfile != NULL)
+		pfree(redis_conn_pwfile);
+	redis_conn_spec = redis_conn_pwfile = NULL;
 }
 
 /* Milliseconds left before the deadline (at least 0). */
@@ -355,14 +358,15 @@ redis_resolve(const char *host, char *addr, size_t addrlen, char *err, size_t er
 }
 
 /*
- * What the connection is made from: guid.redis and guid.redis_password_file.
- * A reload that changes either makes the next call reconnect.
+ * Was the open connection made from the current guid.redis and
+ * guid.redis_password_file?  A reload that changes either makes the next
+ * call reconnect.  Compares without allocating: it runs on every call.
  */
-static char *
-redis_current_spec(void)
+static bool
+redis_conn_current(void)
 {
-	return psprintf("%s\n%s", guid_redis ? guid_redis : "",
-					guid_redis_password_file ? guid_redis_password_file : "");
+	return strcmp(redis_conn_spec, guid_redis ? guid_redis : "") == 0 &&
+		strcmp(redis_conn_pwfile, guid_redis_password_file ? guid_redis_password_file : "") == 0;
 }
 
 /*
@@ -442,12 +446,9 @@ redis_connect(char **password, char *err, size_t errlen)
 		redis_drop();
 		return false;
 	}
-	{
-		char	   *spec_now = redis_current_spec();
-
-		redis_conn_spec = MemoryContextStrdup(TopMemoryContext, spec_now);
-		pfree(spec_now);
-	}
+	redis_conn_spec = MemoryContextStrdup(TopMemoryContext, guid_redis);
+	redis_conn_pwfile = MemoryContextStrdup(TopMemoryContext,
+											guid_redis_password_file ? guid_redis_password_file : "");
 
 	/* A non-blocking connect completes when the socket becomes writable. */
 	if (!redis_wait(WL_SOCKET_WRITEABLE))
@@ -610,14 +611,8 @@ RedisSetNxGet(int n, const char **keys, const char **values, int ttl_s,
 	redis_failure = REDIS_UNAVAILABLE;
 
 	/* A reload changed guid.redis: the connection is to the old one. */
-	if (redis_conn != NULL)
-	{
-		char	   *spec_now = redis_current_spec();
-
-		if (strcmp(redis_conn_spec, spec_now) != 0)
-			redis_drop();
-		pfree(spec_now);
-	}
+	if (redis_conn != NULL && !redis_conn_current())
+		redis_drop();
 
 	replies = palloc0(sizeof(redisReply *) * (n + 1));
 	PG_TRY();
