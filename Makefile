@@ -11,21 +11,26 @@ EXTVERSION = 1.4
 
 MODULE_big = guid
 OBJS = \
+	extension/core/settings.o \
+	extension/core/shmem.o \
+	extension/core/durable.o \
+	extension/core/slots.o \
 	extension/guid.o \
-	extension/settings.o \
 	extension/guid_type.o \
 	extension/guid_ops.o \
 	extension/decode.o \
 	extension/generator.o \
+	extension/generator_state.o \
+	extension/reservation.o \
 	extension/status.o \
 	extension/idempotent.o \
+	extension/redis.o \
 	extension/audit.o \
 	coordinator/worker.o \
 	coordinator/decoder.o \
 	coordinator/publisher.o \
 	coordinator/kafka_sink.o \
-	coordinator/zk_lease.o \
-	coordinator/redis_idem.o
+	coordinator/zk_lease.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -51,7 +56,7 @@ $(OBJS): .build-flags
 # PGXS tracks no header dependencies (unless PostgreSQL was configured with
 # --enable-depend): rebuild every object when a header changes, so that no
 # object is left with another idea of a shared struct's layout.
-$(OBJS): $(wildcard include/*.h)
+$(OBJS): $(wildcard include/*.h extension/*.h coordinator/*.h)
 
 # One version, here: the control file and the install script must agree.
 ifneq ($(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control),$(EXTVERSION))

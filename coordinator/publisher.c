@@ -90,7 +90,9 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "guid.h"
+#include "guid_core.h"
+#include "guid_stream.h"
+#include "guid_worker.h"
 
 /* Kafka's longest topic name, and what the checkpoint topic appends. */
 #define GUID_KAFKA_TOPIC_MAX	249
@@ -118,12 +120,9 @@
 /* Connecting to this server may take this long, ms */
 #define PUB_CONNECT_MS			30000
 
-char	   *guid_kafka_brokers = NULL;
 char	   *guid_kafka_topic = NULL;
 char	   *guid_kafka_properties = NULL;
 static char *guid_kafka_properties_file = NULL;
-char	   *guid_slot_name = NULL;
-char	   *guid_database = NULL;
 char	   *guid_publisher_conninfo = NULL;
 #ifdef GUID_FAULT_INJECTION
 /* Built into test builds only (make GUID_FAULT_INJECTION=1, as make test does). */
@@ -153,42 +152,17 @@ typedef struct PubSession
 	bool		reply_wanted;
 } PubSession;
 
+/* guid.status's view of the publisher: only this process writes it; every
+ * change is made to pub_status, then copied to the area. */
+static GuidStatusArea *pub_status_area = NULL;
+static StreamStatus pub_status;
+
+#define pub_status_publish() GuidStatusWrite(pub_status_area, &pub_status)
+
 /* What was last logged, to log a repeated error once a minute only. */
 static char pub_logged[GUID_ERROR_LEN];
 static TimestampTz pub_logged_at = 0;
 static TimestampTz pub_warned_lag_at = 0;
-
-static bool
-pub_check_slot_name(char **newval, void **extra, GucSource source)
-{
-	const char *p;
-
-	if (**newval == '\0' || strlen(*newval) >= NAMEDATALEN)
-	{
-		GUC_check_errdetail("A replication slot name has 1 to %d characters.", NAMEDATALEN - 1);
-		return false;
-	}
-	for (p = *newval; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
-		{
-			GUC_check_errdetail("Replication slot names may only contain lower case letters, numbers, and the underscore character.");
-			return false;
-		}
-	return true;
-}
-
-static bool
-pub_check_brokers(char **newval, void **extra, GucSource source)
-{
-	const char *problem = GuidHostPortProblem(*newval, false);
-
-	if (problem)
-	{
-		GUC_check_errdetail("guid.kafka_brokers is host:port[,host:port...]. %s", problem);
-		return false;
-	}
-	return true;
-}
 
 /*
  * A Kafka topic name, as Kafka checks it: 1 to 249 of [a-zA-Z0-9._-], not
@@ -241,15 +215,11 @@ pub_properties_hold_secret(const char *properties)
 	return found;
 }
 
-static bool
-pub_check_database(char **newval, void **extra, GucSource source)
+/* The first snapshot, at server start: nothing waiting yet. */
+static void
+pub_status_init(void *status)
 {
-	if (**newval == '\0' || strlen(*newval) >= NAMEDATALEN)
-	{
-		GUC_check_errdetail("guid.database names a database: 1 to %d characters.", NAMEDATALEN - 1);
-		return false;
-	}
-	return true;
+	((StreamStatus *) status)->caught_up_at = GetCurrentTimestamp();
 }
 
 /*
@@ -272,10 +242,9 @@ PublisherInit(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	DefineCustomStringVariable("guid.kafka_brokers",
-							   gettext_noop("Kafka bootstrap servers (host:port,...) the audit stream is published to; empty disables the publisher."),
-							   NULL, &guid_kafka_brokers, "",
-							   PGC_POSTMASTER, 0, pub_check_brokers, NULL, NULL);
+	pub_status_area = GuidStatusRegister(STREAM_STATUS_AREA, sizeof(StreamStatus),
+										 pub_status_init);
+
 	DefineCustomStringVariable("guid.kafka_topic",
 							   gettext_noop("Kafka topic of the audit stream; checkpoints go to <topic>_checkpoints."),
 							   NULL, &guid_kafka_topic, "guid_assignments",
@@ -293,20 +262,12 @@ PublisherInit(void)
 		ereport(WARNING,
 				(errmsg("guid.kafka_properties holds credentials that every role with pg_read_all_settings can read"),
 				 errhint("Move the SASL and TLS secrets to a file only the server's OS user can read, and name it in guid.kafka_properties_file; secrets in guid.kafka_properties are refused in a later release.")));
-	DefineCustomStringVariable("guid.slot_name",
-							   gettext_noop("Logical replication slot the publisher reads guid.audit from."),
-							   NULL, &guid_slot_name, "guid_audit",
-							   PGC_POSTMASTER, 0, pub_check_slot_name, NULL, NULL);
-	DefineCustomStringVariable("guid.database",
-							   gettext_noop("Database whose guid.audit the publisher streams."),
-							   NULL, &guid_database, "postgres",
-							   PGC_POSTMASTER, 0, pub_check_database, NULL, NULL);
 	DefineCustomStringVariable("guid.publisher_conninfo",
 							   gettext_noop("Extra libpq settings for the publisher's replication connection to this server (user, password, ...)."),
 							   NULL, &guid_publisher_conninfo, "",
 							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 
-	if (!PublisherConfigured())
+	if (!GuidStreamConfigured())
 		return;
 
 	memset(&worker, 0, sizeof(worker));
@@ -320,75 +281,6 @@ PublisherInit(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* PublisherConfigured: true when guid.kafka_brokers is set. */
-bool
-PublisherConfigured(void)
-{
-	return guid_kafka_brokers != NULL && guid_kafka_brokers[0] != '\0';
-}
-
-/*
- * pub_slot_lookup: a copy of the persistent data of replication slot name.
- * Returns false if there is no such slot.
- */
-static bool
-pub_slot_lookup(const char *name, ReplicationSlotPersistentData *data)
-{
-	bool		found = false;
-	int			i;
-
-	if (ReplicationSlotCtl == NULL)
-		return false;
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	for (i = 0; i < max_replication_slots; i++)
-	{
-		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
-
-		if (!s->in_use || strcmp(NameStr(s->data.name), name) != 0)
-			continue;
-		SpinLockAcquire(&s->mutex);
-		memcpy(data, &s->data, sizeof(*data));
-		SpinLockRelease(&s->mutex);
-		found = true;
-		break;
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return found;
-}
-
-/*
- * GuidSlotPosition: the confirmed_flush LSN of replication slot name, and
- * its plugin (if plugin is not NULL).  Returns false if there is no such slot.
- */
-bool
-GuidSlotPosition(const char *name, XLogRecPtr *confirmed, char *plugin, size_t pluginlen)
-{
-	ReplicationSlotPersistentData data;
-
-	if (!pub_slot_lookup(name, &data))
-		return false;
-	*confirmed = data.confirmed_flush;
-	if (plugin)
-		strlcpy(plugin, NameStr(data.plugin), pluginlen);
-	return true;
-}
-
-/*
- * GuidSlotReady: true if replication slot name exists, is persistent (its
- * creation finished: a transaction committing from now on is decoded) and
- * has a confirmed position.  Sets *database to the slot's database.
- */
-bool
-GuidSlotReady(const char *name, Oid *database)
-{
-	ReplicationSlotPersistentData data;
-
-	if (!pub_slot_lookup(name, &data))
-		return false;
-	*database = data.database;
-	return data.persistency == RS_PERSISTENT && data.confirmed_flush != InvalidXLogRecPtr;
-}
-
 /* ----------
  * Status
  * ----------
@@ -396,11 +288,10 @@ GuidSlotReady(const char *name, Oid *database)
 static void
 pub_set_state(const char *state)
 {
-	GuidPublisherShared *p = &GuidState->pub;
+	StreamStatus *p = &pub_status;
 
-	SpinLockAcquire(&p->mutex);
 	strlcpy(p->state, state, sizeof(p->state));
-	SpinLockRelease(&p->mutex);
+	pub_status_publish();
 }
 
 /* pub_fail: record an error for guid.status and log it (an unchanged one
@@ -408,7 +299,7 @@ pub_set_state(const char *state)
 static void
 pub_fail(int elevel, const char *fmt,...)
 {
-	GuidPublisherShared *p = &GuidState->pub;
+	StreamStatus *p = &pub_status;
 	char		msg[GUID_ERROR_LEN];
 	va_list		ap;
 	TimestampTz now = GetCurrentTimestamp();
@@ -417,9 +308,8 @@ pub_fail(int elevel, const char *fmt,...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 
-	SpinLockAcquire(&p->mutex);
 	strlcpy(p->error, msg, sizeof(p->error));
-	SpinLockRelease(&p->mutex);
+	pub_status_publish();
 
 	if (strcmp(msg, pub_logged) != 0 ||
 		TimestampDifferenceExceeds(pub_logged_at, now, PUB_WARN_MS))
@@ -435,11 +325,10 @@ pub_fail(int elevel, const char *fmt,...)
 static void
 pub_clear_error(void)
 {
-	GuidPublisherShared *p = &GuidState->pub;
+	StreamStatus *p = &pub_status;
 
-	SpinLockAcquire(&p->mutex);
 	p->error[0] = '\0';
-	SpinLockRelease(&p->mutex);
+	pub_status_publish();
 	pub_logged[0] = '\0';
 }
 
@@ -776,7 +665,7 @@ pub_pause(PubSession *s, const char *step)
 static bool
 pub_commit(PubSession *s, XLogRecPtr end_lsn)
 {
-	GuidPublisherShared *p = &GuidState->pub;
+	StreamStatus *p = &pub_status;
 	char		lsn[32];
 	TimestampTz start;
 	TimestampTz now;
@@ -795,7 +684,6 @@ pub_commit(PubSession *s, XLogRecPtr end_lsn)
 
 	s->kafka_open = false;
 	s->checkpoint = end_lsn;
-	SpinLockAcquire(&p->mutex);
 	p->rows += s->batch_rows;
 	p->xacts += s->batch_xacts;
 	p->commits++;
@@ -803,7 +691,7 @@ pub_commit(PubSession *s, XLogRecPtr end_lsn)
 	p->oldest_pending = 0;
 	p->caught_up_at = now;
 	p->commit_ms = ms;
-	SpinLockRelease(&p->mutex);
+	pub_status_publish();
 	s->batch_rows = s->batch_xacts = 0;
 	pub_clear_error();
 
@@ -852,7 +740,7 @@ pub_get32(const char *p)
 static bool
 pub_decoded(PubSession *s, const char *m, int len)
 {
-	GuidPublisherShared *p = &GuidState->pub;
+	StreamStatus *p = &pub_status;
 	char		err[GUID_ERROR_LEN];
 
 	switch (m[0])
@@ -880,9 +768,8 @@ pub_decoded(PubSession *s, const char *m, int len)
 						return false;
 					}
 					s->kafka_open = true;
-					SpinLockAcquire(&p->mutex);
 					p->oldest_pending = commit_time;
-					SpinLockRelease(&p->mutex);
+					pub_status_publish();
 				}
 				return true;
 			}
@@ -1231,11 +1118,10 @@ pub_session(PubSession *s)
 		now = GetCurrentTimestamp();
 		if (!s->kafka_open && !s->in_xact)
 		{
-			GuidPublisherShared *p = &GuidState->pub;
+			StreamStatus *p = &pub_status;
 
-			SpinLockAcquire(&p->mutex);
 			p->caught_up_at = now;
-			SpinLockRelease(&p->mutex);
+			pub_status_publish();
 			if (s->server_end > s->checkpoint &&
 				TimestampDifferenceExceeds(s->last_idle_confirm, now, PUB_IDLE_CONFIRM_MS))
 			{
@@ -1254,13 +1140,12 @@ pub_session(PubSession *s)
 static void
 pub_detach(int code, Datum arg)
 {
-	GuidPublisherShared *p = &GuidState->pub;
+	StreamStatus *p = &pub_status;
 
-	SpinLockAcquire(&p->mutex);
 	strlcpy(p->state, "stopped", sizeof(p->state));
 	p->pid = 0;
 	p->oldest_pending = 0;
-	SpinLockRelease(&p->mutex);
+	pub_status_publish();
 }
 
 /*
@@ -1269,7 +1154,7 @@ pub_detach(int code, Datum arg)
 void
 GuidPublisherMain(Datum main_arg)
 {
-	GuidPublisherShared *p;
+	StreamStatus *p;
 	MemoryContext session_cxt;
 	long		backoff = PUB_BACKOFF_MIN_MS;
 
@@ -1277,12 +1162,12 @@ GuidPublisherMain(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	if (GuidState == NULL)
+	if (!GuidPreloaded())
 		elog(ERROR, "guid shared memory is not initialised");
-	p = &GuidState->pub;
-	SpinLockAcquire(&p->mutex);
+	p = &pub_status;
+	(void) GuidStatusRead(STREAM_STATUS_AREA, p, sizeof(*p));
 	p->pid = MyProcPid;
-	SpinLockRelease(&p->mutex);
+	pub_status_publish();
 	before_shmem_exit(pub_detach, (Datum) 0);
 
 	session_cxt = AllocSetContextCreate(TopMemoryContext, "guid publisher session",
@@ -1315,11 +1200,10 @@ GuidPublisherMain(Datum main_arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(session_cxt);
 
-		SpinLockAcquire(&p->mutex);
 		if (strcmp(p->state, "gap") != 0 && strcmp(p->state, "error") != 0)
 			strlcpy(p->state, "retrying", sizeof(p->state));
 		p->oldest_pending = 0;
-		SpinLockRelease(&p->mutex);
+		pub_status_publish();
 
 		backoff = streamed ? PUB_BACKOFF_MIN_MS : Min(backoff * 2, PUB_BACKOFF_MAX_MS);
 		pub_wait(NULL, fenced ? PUB_FENCED_BACKOFF_MS : backoff);

@@ -39,7 +39,10 @@
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
-#include "guid.h"
+#include "guid_core.h"
+#include "guid_generator.h"
+#include "guid_lease.h"
+#include "guid_worker.h"
 
 /* How often the coordinator looks at the reservation without being woken. */
 #define WORKER_NAP_MS			100
@@ -66,20 +69,13 @@ WorkerInit(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* Stop advertising our latch on exit. */
-static void
-worker_detach(int code, Datum arg)
-{
-	pg_atomic_write_u32(&GuidState->worker_pgprocno, INVALID_PGPROCNO);
-}
-
 /*
  * Extend the file reservation when it is due (standalone mode).
  */
 static void
 worker_maintain_reservation(void)
 {
-	if (pg_atomic_read_u32(&GuidState->mode) != GUID_MODE_STANDALONE)
+	if (GeneratorMode() != GUID_MODE_STANDALONE)
 		return;
 	if (GuidReservationDue() && !GuidExtendReservation(GuidReservationTarget(), LOG))
 		GuidSetLastError("could not write the guid reservation file; see the server log");
@@ -97,11 +93,7 @@ GuidWorkerMain(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	if (GuidState == NULL)
-		elog(ERROR, "guid shared memory is not initialised");
-
-	pg_atomic_write_u32(&GuidState->worker_pgprocno, (uint32) MyProc->pgprocno);
-	before_shmem_exit(worker_detach, (Datum) 0);
+	GeneratorAttachWorker();
 
 	if (GuidLeaseMode())
 	{

@@ -119,7 +119,10 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "guid.h"
+#include "guid_core.h"
+#include "guid_generator.h"
+#include "guid_lease.h"
+#include "guid_worker.h"
 
 #define ZK_SESSION_FILE			"guid.zksession"
 
@@ -141,8 +144,6 @@
 #define HWM_UNSURE_MAX			8
 
 /* Settings */
-char	   *guid_zookeeper = NULL;
-static char *guid_namespace = NULL;
 static int	guid_zookeeper_session_timeout = 30000;
 static char *guid_zookeeper_auth = NULL;
 static char *guid_zookeeper_auth_file = NULL;
@@ -211,67 +212,14 @@ typedef struct ZkLookup
 
 static ZkLookup zk_lookup;
 
-/*
- * GuidNamespace: guid.namespace, which also prefixes idempotency keys.
- */
-const char *
-GuidNamespace(void)
+static GuidStatusArea *lease_status_area = NULL;
+
+static void
+lease_status_init(void *status)
 {
-	return guid_namespace ? guid_namespace : "default";
-}
+	LeaseStatus *ls = (LeaseStatus *) status;
 
-/*
- * LeaseConfigured: true when node ids are to be leased from ZooKeeper.
- */
-bool
-LeaseConfigured(void)
-{
-	return guid_node_id < 0 && guid_zookeeper != NULL && guid_zookeeper[0] != '\0';
-}
-
-/*
- * Why a guid.namespace value is unusable, or NULL when it is fine.  It is one
- * path component in ZooKeeper, where "." and ".." are not allowed.
- */
-static const char *
-lease_namespace_problem(const char *value)
-{
-	const char *p;
-
-	if (value == NULL || value[0] == '\0' || strlen(value) > 100)
-		return "guid.namespace must be 1 to 100 characters long.";
-	for (p = value; *p; p++)
-		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-' || *p == '.'))
-			return "guid.namespace may contain only letters, digits, \"_\", \"-\" and \".\".";
-	if (strcmp(value, ".") == 0 || strcmp(value, "..") == 0)
-		return "guid.namespace cannot be \".\" or \"..\", which are not ZooKeeper path components.";
-	return NULL;
-}
-
-static bool
-lease_check_namespace(char **newval, void **extra, GucSource source)
-{
-	const char *problem = lease_namespace_problem(*newval);
-
-	if (problem)
-	{
-		GUC_check_errdetail("%s", problem);
-		return false;
-	}
-	return true;
-}
-
-static bool
-lease_check_zookeeper(char **newval, void **extra, GucSource source)
-{
-	const char *problem = GuidHostPortProblem(*newval, true);
-
-	if (problem)
-	{
-		GUC_check_errdetail("guid.zookeeper is host:port[,host:port...][/chroot]. %s", problem);
-		return false;
-	}
-	return true;
+	strlcpy(ls->state, GuidLeaseConfigured() ? "connecting" : "", sizeof(ls->state));
 }
 
 /*
@@ -283,20 +231,8 @@ LeaseInit(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	DefineCustomStringVariable("guid.zookeeper",
-							   gettext_noop("ZooKeeper connect string (host:port[,host:port...][/chroot]) to lease the node id from."),
-							   gettext_noop("Used when guid.node_id is -1."),
-							   &guid_zookeeper,
-							   "",
-							   PGC_POSTMASTER, 0,
-							   lease_check_zookeeper, NULL, NULL);
-	DefineCustomStringVariable("guid.namespace",
-							   gettext_noop("Namespace of node ids in ZooKeeper: clusters sharing one never share an id."),
-							   NULL,
-							   &guid_namespace,
-							   "default",
-							   PGC_POSTMASTER, 0,
-							   lease_check_namespace, NULL, NULL);
+	lease_status_area = GuidStatusRegister(LEASE_STATUS_AREA, sizeof(LeaseStatus),
+										   lease_status_init);
 	DefineCustomIntVariable("guid.zookeeper_session_timeout",
 							gettext_noop("ZooKeeper session timeout requested; the server may grant another."),
 							NULL,
@@ -340,18 +276,19 @@ lease_error(const char *msg)
 		ereport(WARNING,
 				(errmsg("guid: %s", msg),
 				 errhint("guid.zookeeper is \"%s\", guid.namespace is \"%s\".",
-						 guid_zookeeper, guid_namespace)));
+						 guid_zookeeper, GuidNamespace())));
 	}
 }
 
 static void
 lease_set_state(const char *state)
 {
-	SpinLockAcquire(&GuidState->mutex);
-	strlcpy(GuidState->zk_state, state, sizeof(GuidState->zk_state));
-	GuidState->zk_session_id = zk ? zoo_client_id(zk)->client_id : 0;
-	GuidState->zk_timeout = zk ? zoo_recv_timeout(zk) : 0;
-	SpinLockRelease(&GuidState->mutex);
+	LeaseStatus ls;
+
+	strlcpy(ls.state, state, sizeof(ls.state));
+	ls.session_id = zk ? zoo_client_id(zk)->client_id : 0;
+	ls.timeout_ms = zk ? zoo_recv_timeout(zk) : 0;
+	GuidStatusWrite(lease_status_area, &ls);
 }
 
 /* ----------
@@ -560,15 +497,13 @@ zk_call_wait(int rc, uint64 sent, bool via_leader)
 	}
 	if (via_leader && zk_answered(zk_result.rc))
 	{
-		if (sent > pg_atomic_read_u64(&GuidState->last_ack))
-			pg_atomic_write_u64(&GuidState->last_ack, sent);
-		if (leased_id >= 0 && pg_atomic_read_u32(&GuidState->mode) == GUID_MODE_LEASED)
+		uint64		last_ack = GuidNoteAck(sent);
+
+		if (leased_id >= 0)
 		{
 			uint64		timeout_ns = (uint64) zoo_recv_timeout(zk) * 1000000;
 
-			pg_atomic_write_u64(&GuidState->lease_deadline,
-								pg_atomic_read_u64(&GuidState->last_ack) +
-								timeout_ns * LEASE_TRUST_NUM / LEASE_TRUST_DEN);
+			GuidRenewLease(last_ack + timeout_ns * LEASE_TRUST_NUM / LEASE_TRUST_DEN);
 		}
 	}
 	return zk_result.rc;
@@ -1223,7 +1158,7 @@ lease_write_hwm(int64 target, char *err, size_t errlen)
 			hwm_version = zk_result.stat.version;
 			hwm_value = target;
 			hwm_nunsure = 0;
-			pg_atomic_fetch_add_u64(&GuidState->reserve_writes, 1);
+			GuidNoteReservationWrite();
 			return 1;
 		}
 		if (rc != ZBADVERSION)
@@ -1276,7 +1211,7 @@ lease_acquire(char *err, size_t errlen)
 	char		holder[512];
 	char		path[300];
 	bool		taken[GUID_MAX_NODE + 1];
-	int32		previous = GuidStateNode(pg_atomic_read_u64(&GuidState->state));
+	int32		previous = GuidLastNode();
 	int32		id = -1;
 	int			rc;
 	int			i;
@@ -1327,7 +1262,7 @@ lease_acquire(char *err, size_t errlen)
 	if (id < 0)
 	{
 		snprintf(err, errlen, "all %d node ids of namespace \"%s\" are leased",
-				 (int) GUID_MAX_NODE + 1, guid_namespace);
+				 (int) GUID_MAX_NODE + 1, GuidNamespace());
 		return false;
 	}
 	leased_id = id;
@@ -1361,7 +1296,7 @@ lease_acquire(char *err, size_t errlen)
 
 	timeout_ns = (uint64) zoo_recv_timeout(zk) * 1000000;
 	GuidInstallLease(id, floor_ms, target,
-					 pg_atomic_read_u64(&GuidState->last_ack) +
+					 GuidNoteAck(0) +
 					 timeout_ns * LEASE_TRUST_NUM / LEASE_TRUST_DEN);
 	last_heartbeat = GuidMonotonicNs();
 	GuidSetLastError("");
@@ -1369,7 +1304,7 @@ lease_acquire(char *err, size_t errlen)
 	lease_set_state("connected");
 	ereport(LOG,
 			(errmsg("guid: leased node id %d in namespace \"%s\" (ZooKeeper session %llx, timeout %d ms)",
-					id, guid_namespace,
+					id, GuidNamespace(),
 					(unsigned long long) zoo_client_id(zk)->client_id, zoo_recv_timeout(zk))));
 	return true;
 }
@@ -1454,7 +1389,7 @@ LeaseWorkerLoop(void)
 		elog(ERROR, "could not generate a random instance id");
 	for (i = 0; i < (int) sizeof(rnd); i++)
 		snprintf(instance_id + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(base_path, sizeof(base_path), "/guid/%s", guid_namespace);
+	snprintf(base_path, sizeof(base_path), "/guid/%s", GuidNamespace());
 	zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
 
 	while (!ShutdownRequestPending)

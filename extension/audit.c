@@ -52,7 +52,9 @@
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 
-#include "guid.h"
+#include "guid_audit.h"
+#include "guid_core.h"
+#include "guid_generator.h"
 
 #define SERVICE_MAX_CHARS		50
 
@@ -138,7 +140,7 @@ GuidAuditBegin(void)
 	if (!audit_exists())
 		return false;
 	PreventCommandIfReadOnly("guid_next(service)");
-	if (!PublisherConfigured())
+	if (!GuidStreamConfigured())
 		return true;
 	if (!GuidSlotReady(guid_slot_name, &database))
 		ereport(ERROR,

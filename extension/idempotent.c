@@ -32,7 +32,10 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 
-#include "guid.h"
+#include "guid_audit.h"
+#include "guid_core.h"
+#include "guid_generator.h"
+#include "guid_redis.h"
 
 #define KEY_MAX_BYTES			255
 

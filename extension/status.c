@@ -3,9 +3,11 @@
  * status.c
  *		guid_status(), the function behind the guid.status view.
  *
- * Reads the generator's shared state without locks: each figure is an
- * atomic read, so the row is a near-instant snapshot, not a consistent one.
- * It never changes anything.
+ * Assembles the row from each module's snapshot: the generator's
+ * (GeneratorStatus, atomic reads: near-instant, not consistent), and the
+ * status areas the lease and the publisher write (guid_core.h), which it
+ * finds by name and copies; it calls nothing of the coordinator.  It never
+ * changes anything.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,7 +21,10 @@
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
-#include "guid.h"
+#include "guid_core.h"
+#include "guid_generator.h"
+#include "guid_lease.h"
+#include "guid_stream.h"
 
 /* 14 columns in version 1.0; 1.1 appends the lease columns, 1.3 the
  * publisher's.  A database not yet updated gets the columns it asks for. */
@@ -48,62 +53,43 @@ PG_FUNCTION_INFO_V1(guid_status);
 Datum
 guid_status(PG_FUNCTION_ARGS)
 {
-	GuidShared *gs;
 	TupleDesc	tupdesc;
 	Datum		values[STATUS_COLUMNS];
 	bool		nulls[STATUS_COLUMNS];
-	GuidMode	mode;
-	uint64		state;
-	int64		ms;
-	int64		issued;
+	GuidGeneratorStatus gen;
+	LeaseStatus lease;
 	char		last_error[GUID_ERROR_LEN];
-	char		zk_state[32];
-	int64		session_id;
-	int			zk_timeout;
-	uint64		deadline;
 	uint64		now_mono;
 	int			i;
 
 	GuidRequirePreloaded();
-	gs = GuidState;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (tupdesc->natts > STATUS_COLUMNS)
 		elog(ERROR, "guid_status() returns at most %d columns", STATUS_COLUMNS);
 
-	mode = (GuidMode) pg_atomic_read_u32(&gs->mode);
-	state = pg_atomic_read_u64(&gs->state);
-	ms = GuidStateMs(state);
-	issued = (int64) pg_atomic_read_u64(&gs->issued_other);
-	for (i = 0; i < gs->nslots; i++)
-		issued += (int64) pg_atomic_read_u64(&gs->counters[i].issued);
-
-	SpinLockAcquire(&gs->mutex);
-	strlcpy(last_error, gs->last_error, sizeof(last_error));
-	strlcpy(zk_state, gs->zk_state, sizeof(zk_state));
-	session_id = gs->zk_session_id;
-	zk_timeout = gs->zk_timeout;
-	SpinLockRelease(&gs->mutex);
-	deadline = pg_atomic_read_u64(&gs->lease_deadline);
+	GeneratorStatus(&gen);
+	GuidGetLastError(last_error, sizeof(last_error));
+	(void) GuidStatusRead(LEASE_STATUS_AREA, &lease, sizeof(lease));
 	now_mono = GuidMonotonicNs();
 
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = CStringGetTextDatum(status_mode_name(mode, deadline));
-	if (mode == GUID_MODE_STANDALONE || mode == GUID_MODE_LEASED)
-		values[1] = Int32GetDatum(GuidStateNode(state));
+	values[0] = CStringGetTextDatum(status_mode_name(gen.mode, gen.lease_deadline));
+	if (gen.mode == GUID_MODE_STANDALONE || gen.mode == GUID_MODE_LEASED)
+		values[1] = Int32GetDatum(gen.node);
 	else
 		nulls[1] = true;
-	values[2] = Int64GetDatum(issued);
-	values[3] = TimestampTzGetDatum(GuidMsToTimestamp(ms));
-	values[4] = Int64GetDatum(Max(ms - GuidWallClockMs(), 0));
-	values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->borrowed_ms));
-	values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->clock_steps));
-	values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->clock_waits));
-	values[8] = TimestampTzGetDatum(GuidMsToTimestamp((int64) pg_atomic_read_u64(&gs->reserved_ms)));
-	values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->reserve_writes));
-	values[10] = Int64GetDatum((int64) pg_atomic_read_u64(&gs->reserve_waits));
-	values[11] = TimestampTzGetDatum(gs->started_at);
+	values[2] = Int64GetDatum(gen.issued);
+	values[3] = TimestampTzGetDatum(GuidMsToTimestamp(gen.last_ms));
+	values[4] = Int64GetDatum(Max(gen.last_ms - GuidWallClockMs(), 0));
+	values[5] = Int64GetDatum(gen.borrowed_ms);
+	values[6] = Int64GetDatum(gen.clock_steps);
+	values[7] = Int64GetDatum(gen.clock_waits);
+	values[8] = TimestampTzGetDatum(GuidMsToTimestamp(gen.reserved_ms));
+	values[9] = Int64GetDatum(gen.reserve_writes);
+	values[10] = Int64GetDatum(gen.reserve_waits);
+	values[11] = TimestampTzGetDatum(gen.started_at);
 	values[12] = TimestampTzGetDatum(GuidMsToTimestamp(GUID_MAX_MS + 1));
 	if (last_error[0] != '\0')
 		values[13] = CStringGetTextDatum(last_error);
@@ -112,28 +98,28 @@ guid_status(PG_FUNCTION_ARGS)
 
 	/* 1.1: the ZooKeeper lease */
 	nulls[14] = nulls[15] = nulls[16] = nulls[17] = true;
-	if (GuidLeaseMode())
+	if (gen.mode == GUID_MODE_CONNECTING || gen.mode == GUID_MODE_LEASED)
 	{
 		char		sid[32];
 
-		values[14] = CStringGetTextDatum(zk_state);
+		values[14] = CStringGetTextDatum(lease.state);
 		nulls[14] = false;
-		if (session_id != 0)
+		if (lease.session_id != 0)
 		{
-			snprintf(sid, sizeof(sid), "0x%llx", (unsigned long long) session_id);
+			snprintf(sid, sizeof(sid), "0x%llx", (unsigned long long) lease.session_id);
 			values[15] = CStringGetTextDatum(sid);
 			nulls[15] = false;
 		}
-		if (zk_timeout > 0)
+		if (lease.timeout_ms > 0)
 		{
-			values[16] = Int32GetDatum(zk_timeout);
+			values[16] = Int32GetDatum(lease.timeout_ms);
 			nulls[16] = false;
 		}
-		if (deadline != 0)
+		if (gen.lease_deadline != 0)
 		{
 			/* the monotonic deadline, shown on the wall clock */
 			values[17] = TimestampTzGetDatum(GetCurrentTimestamp() +
-											 ((int64) deadline - (int64) now_mono) / 1000);
+											 ((int64) gen.lease_deadline - (int64) now_mono) / 1000);
 			nulls[17] = false;
 		}
 	}
@@ -141,18 +127,15 @@ guid_status(PG_FUNCTION_ARGS)
 	/* 1.3: the Kafka publisher */
 	for (i = 18; i < STATUS_COLUMNS; i++)
 		nulls[i] = true;
-	if (PublisherConfigured())
+	if (GuidStreamConfigured())
 	{
-		GuidPublisherShared *p = &gs->pub;
-		GuidPublisherShared snap;
+		StreamStatus snap;
 		XLogRecPtr	confirmed;
 		TimestampTz now = GetCurrentTimestamp();
 		bool		have_slot = GuidSlotPosition(guid_slot_name, &confirmed, NULL, 0);
 		double		lag_s = 0;
 
-		SpinLockAcquire(&p->mutex);
-		memcpy(&snap, p, sizeof(snap));
-		SpinLockRelease(&p->mutex);
+		(void) GuidStatusRead(STREAM_STATUS_AREA, &snap, sizeof(snap));
 
 		values[18] = CStringGetTextDatum(snap.state[0] ? snap.state : "starting");
 		nulls[18] = false;

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * redis_idem.c
+ * redis.c
  *		The Redis adapter behind idempotency keys: one lazily opened
  *		connection per backend, and a pipelined "SET key value NX GET EX ttl".
  *
@@ -53,7 +53,8 @@
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
-#include "guid.h"
+#include "guid_core.h"
+#include "guid_redis.h"
 
 char	   *guid_redis = NULL;
 static char *guid_redis_password_file = NULL;

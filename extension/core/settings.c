@@ -1,8 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * settings.c
- *		Restart-only guid.* settings are strict: an invalid value stops the
- *		server at startup instead of turning into the default.
+ *		The settings that identify a cluster and that several modules read
+ *		(guid.node_id, guid.zookeeper, guid.namespace), and the rule that
+ *		restart-only guid.* settings are strict.
+ *
+ * guid.node_id and guid.zookeeper decide the generator's mode and drive the
+ * lease; guid.namespace names the lease's ZooKeeper path, prefixes the
+ * idempotency keys in Redis and the publisher's Kafka transactional.id.
+ * Settings only one module reads are defined by that module.
+ *
+ * Strictness: an invalid restart-only value stops the server at startup
+ * instead of turning into the default.
  *
  * PostgreSQL reads postgresql.conf before an extension defines its settings
  * and keeps each guid.* value as a placeholder string.  When the library
@@ -39,7 +48,11 @@
 #include "utils/guc_tables.h"
 #include "utils/memutils.h"
 
-#include "guid.h"
+#include "guid_core.h"
+
+int			guid_node_id = -1;
+char	   *guid_zookeeper = NULL;
+static char *guid_namespace = NULL;
 
 typedef struct CapturedSetting
 {
@@ -340,4 +353,102 @@ GuidReadSecretFile(const char *setting, const char *path, char *err, size_t errl
 		return NULL;
 	}
 	return buf.data;
+}
+
+/*
+ * GuidNamespace: guid.namespace ("default" when the library was not
+ * preloaded and the setting is not defined).
+ */
+const char *
+GuidNamespace(void)
+{
+	return guid_namespace ? guid_namespace : "default";
+}
+
+/*
+ * GuidLeaseConfigured: true when node ids are to be leased from ZooKeeper.
+ */
+bool
+GuidLeaseConfigured(void)
+{
+	return guid_node_id < 0 && guid_zookeeper != NULL && guid_zookeeper[0] != '\0';
+}
+
+/*
+ * Why a guid.namespace value is unusable, or NULL when it is fine.  It is one
+ * path component in ZooKeeper, where "." and ".." are not allowed.
+ */
+static const char *
+settings_namespace_problem(const char *value)
+{
+	const char *p;
+
+	if (value == NULL || value[0] == '\0' || strlen(value) > 100)
+		return "guid.namespace must be 1 to 100 characters long.";
+	for (p = value; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-' || *p == '.'))
+			return "guid.namespace may contain only letters, digits, \"_\", \"-\" and \".\".";
+	if (strcmp(value, ".") == 0 || strcmp(value, "..") == 0)
+		return "guid.namespace cannot be \".\" or \"..\", which are not ZooKeeper path components.";
+	return NULL;
+}
+
+static bool
+settings_check_namespace(char **newval, void **extra, GucSource source)
+{
+	const char *problem = settings_namespace_problem(*newval);
+
+	if (problem)
+	{
+		GUC_check_errdetail("%s", problem);
+		return false;
+	}
+	return true;
+}
+
+static bool
+settings_check_zookeeper(char **newval, void **extra, GucSource source)
+{
+	const char *problem = GuidHostPortProblem(*newval, true);
+
+	if (problem)
+	{
+		GUC_check_errdetail("guid.zookeeper is host:port[,host:port...][/chroot]. %s", problem);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * GuidCoreSettingsInit: define guid.node_id, guid.zookeeper and
+ * guid.namespace.  They are restart-only, and only defined while preloading:
+ * loaded later, the library has no generator and no use for them.
+ */
+void
+GuidCoreSettingsInit(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomIntVariable("guid.node_id",
+							gettext_noop("Node id of this cluster (0..1023), or -1 to lease one from ZooKeeper."),
+							gettext_noop("Every cluster of a namespace must have a different node id."),
+							&guid_node_id,
+							-1, -1, (int) GUID_MAX_NODE,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.zookeeper",
+							   gettext_noop("ZooKeeper connect string (host:port[,host:port...][/chroot]) to lease the node id from."),
+							   gettext_noop("Used when guid.node_id is -1."),
+							   &guid_zookeeper,
+							   "",
+							   PGC_POSTMASTER, 0,
+							   settings_check_zookeeper, NULL, NULL);
+	DefineCustomStringVariable("guid.namespace",
+							   gettext_noop("Namespace of node ids in ZooKeeper: clusters sharing one never share an id."),
+							   NULL,
+							   &guid_namespace,
+							   "default",
+							   PGC_POSTMASTER, 0,
+							   settings_check_namespace, NULL, NULL);
 }
