@@ -24,7 +24,11 @@ OBJS = \
 	coordinator/decoder.o \
 	coordinator/publisher.o \
 	coordinator/kafka_sink.o \
-	coordinator/zk_lease.o \
+	coordinator/lease_worker.o \
+	coordinator/lease_protocol.o \
+	coordinator/lease_hold.o \
+	coordinator/lease_zk.o \
+	extension/core/resolve.o \
 	coordinator/redis_idem.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
