@@ -95,4 +95,18 @@ guid_consumer: coordinator/guid_consumer.c
 		-I$(shell $(PG_CONFIG) --includedir) -o $@ $< \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq -lrdkafka -lhiredis
 
-EXTRA_CLEAN = guid_consumer .build-flags
+# The lease protocol's unit test (test/unit/lease_test.c, run by make test
+# against a real ZooKeeper): the plain-C protocol objects compiled a second
+# time, without any PostgreSQL include path, and linked only with the
+# ZooKeeper client.
+LEASE_PLAIN_SRCS = coordinator/lease_protocol.c coordinator/lease_hold.c \
+	coordinator/lease_zk.c extension/core/resolve.c
+LEASE_PLAIN_HDRS = include/guid_lease.h include/guid_resolve.h coordinator/lease_client.h
+
+all: test/unit/lease_test
+
+test/unit/lease_test: test/unit/lease_test.c $(LEASE_PLAIN_SRCS) $(LEASE_PLAIN_HDRS)
+	$(CC) -std=gnu99 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+		-I$(srcdir)/include -o $@ test/unit/lease_test.c $(LEASE_PLAIN_SRCS) -lzookeeper_st
+
+EXTRA_CLEAN = guid_consumer test/unit/lease_test .build-flags
