@@ -105,8 +105,10 @@ LEASE_PLAIN_HDRS = include/guid_lease.h include/guid_resolve.h coordinator/lease
 
 all: test/unit/lease_test
 
-test/unit/lease_test: test/unit/lease_test.c $(LEASE_PLAIN_SRCS) $(LEASE_PLAIN_HDRS)
+LEASE_TEST_SRCS = test/unit/lease_test.c test/unit/lease_test_env.c
+
+test/unit/lease_test: $(LEASE_TEST_SRCS) test/unit/lease_test.h $(LEASE_PLAIN_SRCS) $(LEASE_PLAIN_HDRS)
 	$(CC) -std=gnu99 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
-		-I$(srcdir)/include -o $@ test/unit/lease_test.c $(LEASE_PLAIN_SRCS) -lzookeeper_st
+		-I$(srcdir)/include -o $@ $(LEASE_TEST_SRCS) $(LEASE_PLAIN_SRCS) -lzookeeper_st
 
 EXTRA_CLEAN = guid_consumer test/unit/lease_test .build-flags

@@ -124,7 +124,7 @@
 void
 lease_log(LeaseClient *c, LeaseLogLevel level, const char *fmt,...)
 {
-	char		msg[LEASE_MSG_LEN];
+	char		msg[1024];
 	va_list		ap;
 
 	if (c->env.log == NULL)
@@ -147,11 +147,15 @@ lease_set_error(LeaseClient *c, const char *msg)
 void
 lease_error(LeaseClient *c, const char *msg)
 {
-	lease_set_error(c, msg);
-	if (strcmp(msg, c->last_logged_error) != 0)
+	char		shown[LEASE_MSG_LEN];
+
+	/* cut to what the host keeps, so that a repeat compares equal */
+	snprintf(shown, sizeof(shown), "%s", msg);
+	lease_set_error(c, shown);
+	if (strcmp(shown, c->last_logged_error) != 0)
 	{
-		snprintf(c->last_logged_error, sizeof(c->last_logged_error), "%s", msg);
-		lease_log(c, LEASE_LOG_WARNING, "%s", msg);
+		memcpy(c->last_logged_error, shown, sizeof(shown));
+		lease_log(c, LEASE_LOG_WARNING, "%s", shown);
 	}
 }
 
