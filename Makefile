@@ -15,6 +15,7 @@ OBJS = \
 	extension/core/shmem.o \
 	extension/core/durable.o \
 	extension/core/slots.o \
+	extension/core/resolve.o \
 	extension/guid.o \
 	extension/guid_type.o \
 	extension/guid_ops.o \
@@ -27,10 +28,13 @@ OBJS = \
 	extension/redis.o \
 	extension/audit.o \
 	coordinator/worker.o \
+	coordinator/lease_worker.o \
+	coordinator/lease_protocol.o \
+	coordinator/lease_hold.o \
+	coordinator/lease_zk.o \
 	coordinator/decoder.o \
 	coordinator/publisher.o \
-	coordinator/kafka_sink.o \
-	coordinator/zk_lease.o
+	coordinator/kafka_sink.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -96,4 +100,20 @@ guid_consumer: coordinator/guid_consumer.c
 		-I$(shell $(PG_CONFIG) --includedir) -o $@ $< \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq -lrdkafka -lhiredis
 
-EXTRA_CLEAN = guid_consumer .build-flags
+# The lease protocol's unit test (test/unit/lease_test.c, run by make test
+# against a real ZooKeeper): the plain-C protocol objects compiled a second
+# time, without any PostgreSQL include path, and linked only with the
+# ZooKeeper client.
+LEASE_PLAIN_SRCS = coordinator/lease_protocol.c coordinator/lease_hold.c \
+	coordinator/lease_zk.c extension/core/resolve.c
+LEASE_PLAIN_HDRS = include/guid_lease.h include/guid_resolve.h coordinator/lease_client.h
+
+all: test/unit/lease_test
+
+LEASE_TEST_SRCS = test/unit/lease_test.c test/unit/lease_test_env.c
+
+test/unit/lease_test: $(LEASE_TEST_SRCS) test/unit/lease_test.h $(LEASE_PLAIN_SRCS) $(LEASE_PLAIN_HDRS)
+	$(CC) -std=gnu99 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+		-I$(srcdir)/include -o $@ $(LEASE_TEST_SRCS) $(LEASE_PLAIN_SRCS) -lzookeeper_st
+
+EXTRA_CLEAN = guid_consumer test/unit/lease_test .build-flags

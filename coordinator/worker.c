@@ -13,7 +13,7 @@
  * cluster writes nothing.
  *
  * In leased mode (guid.node_id = -1, guid.zookeeper set) the worker runs
- * LeaseWorkerLoop() instead (coordinator/zk_lease.c), which keeps the
+ * LeaseWorkerLoop() instead (coordinator/lease_worker.c), which keeps the
  * reservation in ZooKeeper by the same rule.
  *
  * The loop follows contrib/pg_prewarm's autoprewarm: PostgreSQL's own

@@ -40,7 +40,6 @@ _PG_init(void)
 	/* extension/: what SQL calls */
 	GeneratorInit();
 	IdempotentInit();
-	RedisInit();
 
 	/* coordinator/: the background workers */
 	LeaseInit();

@@ -4,7 +4,7 @@
  *		guid_next(service, idempotency_key) and its batch form: the same ID
  *		for the same (service, key) while Redis holds the key.
  *
- * A call issues a fresh guid, then asks Redis (coordinator/redis_idem.c)
+ * A call issues a fresh guid, then asks Redis (extension/redis.c)
  *
  *		SET guid:idem:<namespace>:<service>:<key> <guid> NX GET EX <ttl>
  *
@@ -27,6 +27,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -40,9 +41,13 @@
 #define KEY_MAX_BYTES			255
 
 int			guid_idempotency_ttl = 86400;
+char	   *guid_redis = NULL;
+char	   *guid_redis_password_file = NULL;
+int			guid_redis_timeout = 1000;
 
 /*
- * IdempotentInit: define the setting that belongs to idempotency keys.
+ * IdempotentInit: define the settings of idempotency keys and of the Redis
+ * they are kept in.
  */
 void
 IdempotentInit(void)
@@ -54,6 +59,42 @@ IdempotentInit(void)
 							86400, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	/* the Redis adapter's (extension/redis.c) */
+	DefineCustomStringVariable("guid.redis",
+							   gettext_noop("Redis for idempotency keys: [password@]host[:port] or [password@]/path/to/redis.sock."),
+							   NULL,
+							   &guid_redis,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.redis_password_file",
+							   gettext_noop("File holding the Redis password (AUTH); only the server's OS user may read it."),
+							   gettext_noop("Preferred to a password in guid.redis, which roles with pg_read_all_settings can read."),
+							   &guid_redis_password_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress && guid_redis != NULL && strchr(guid_redis, '@') != NULL)
+		ereport(WARNING,
+				(errmsg("guid.redis holds a password that every role with pg_read_all_settings can read"),
+				 errhint("Put the password in a file only the server's OS user can read, and name it in guid.redis_password_file; passwords in guid.redis are refused in a later release.")));
+	DefineCustomIntVariable("guid.redis_timeout",
+							gettext_noop("Timeout for connecting to Redis and for each request."),
+							NULL,
+							&guid_redis_timeout,
+							1000, 1, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
+/* RedisAddress: guid.redis without its password, for messages. */
+const char *
+RedisAddress(void)
+{
+	const char *at = guid_redis ? strrchr(guid_redis, '@') : NULL;
+
+	return at ? at + 1 : (guid_redis ? guid_redis : "");
 }
 
 static void

@@ -26,12 +26,10 @@
  * from; a call that finds another value drops it and connects to the new
  * one, so old and new backends never settle one key with two Redis servers.
  *
- * Host names are resolved with glibc's getaddrinfo_a() and waited for on
- * the latch, so a slow DNS server is bounded by guid.redis_timeout and a
- * cancel interrupts it; hiredis itself is only ever given numeric
- * addresses (its own lookup is a blocking getaddrinfo()).  A lookup that is
- * abandoned is left to its helper thread and reaped later: the thread
- * calls nothing of PostgreSQL, and blocks all signals.
+ * Host names are resolved off this thread (extension/core/resolve.c, as
+ * the lease does) and waited for on the latch: a slow DNS server is bounded
+ * by guid.redis_timeout and a cancel interrupts it; hiredis, whose own
+ * lookup blocks, is only given numeric addresses.
  *
  * Like Redis's anet.c, the functions here return a status and fill an error
  * buffer; the SQL functions (extension/idempotent.c) turn that into
@@ -55,32 +53,26 @@
 
 #include "guid_core.h"
 #include "guid_redis.h"
-
-char	   *guid_redis = NULL;
-static char *guid_redis_password_file = NULL;
+#include "guid_resolve.h"
 
 /* What kind of failure the last err describes (set next to each message). */
 static RedisFailure redis_failure = REDIS_UNAVAILABLE;
-int			guid_redis_timeout = 1000;
 
 static redisContext *redis_conn = NULL;
 static char *redis_conn_spec = NULL;	/* guid.redis it was made from */
 static char *redis_conn_pwfile = NULL;	/* and guid.redis_password_file */
 
 /*
- * A host name lookup in progress: the request and everything it points to
- * must outlive an abandoned wait, until glibc's helper thread is done.
+ * Host name lookups (extension/core/resolve.c): the one being waited for,
+ * and abandoned ones the resolver thread was still working on, freed by a
+ * later call once it is done (beyond REDIS_MAX_ABANDONED they are left to
+ * it: a leak of a few hundred bytes, only while DNS keeps timing out).
  */
-typedef struct RedisLookup
-{
-	struct gaicb cb;
-	struct addrinfo hints;
-	struct RedisLookup *next;	/* in redis_abandoned */
-	char		host[FLEXIBLE_ARRAY_MEMBER];
-} RedisLookup;
+#define REDIS_MAX_ABANDONED		16
 
-static RedisLookup *redis_lookup = NULL;	/* the one being waited for */
-static RedisLookup *redis_abandoned = NULL; /* lookups not yet released */
+static GuidResolve *redis_lookup = NULL;
+static GuidResolve *redis_abandoned[REDIS_MAX_ABANDONED];
+static int	redis_nabandoned = 0;
 
 /*
  * The latch, postmaster death and the connection's socket, kept for the
@@ -92,79 +84,27 @@ static int	redis_sock_pos = -1;
 static int	redis_sock_event = 0;
 
 /*
- * RedisInit: define the Redis settings.
- */
-void
-RedisInit(void)
-{
-	DefineCustomStringVariable("guid.redis",
-							   gettext_noop("Redis for idempotency keys: [password@]host[:port] or [password@]/path/to/redis.sock."),
-							   NULL,
-							   &guid_redis,
-							   "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("guid.redis_password_file",
-							   gettext_noop("File holding the Redis password (AUTH); only the server's OS user may read it."),
-							   gettext_noop("Preferred to a password in guid.redis, which roles with pg_read_all_settings can read."),
-							   &guid_redis_password_file,
-							   "",
-							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
-	if (process_shared_preload_libraries_in_progress && guid_redis != NULL && strchr(guid_redis, '@') != NULL)
-		ereport(WARNING,
-				(errmsg("guid.redis holds a password that every role with pg_read_all_settings can read"),
-				 errhint("Put the password in a file only the server's OS user can read, and name it in guid.redis_password_file; passwords in guid.redis are refused in a later release.")));
-	DefineCustomIntVariable("guid.redis_timeout",
-							gettext_noop("Timeout for connecting to Redis and for each request."),
-							NULL,
-							&guid_redis_timeout,
-							1000, 1, 60000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-}
-
-/* RedisAddress: guid.redis without its password, for messages. */
-const char *
-RedisAddress(void)
-{
-	const char *at = guid_redis ? strrchr(guid_redis, '@') : NULL;
-
-	return at ? at + 1 : (guid_redis ? guid_redis : "");
-}
-
-/*
- * Release a lookup: free it when glibc's helper thread is done with it,
- * else keep it on redis_abandoned for a later call to free.
+ * Release a lookup: free it when the resolver thread is done with it, else
+ * keep it for a later call to free.
  */
 static void
-redis_lookup_release(RedisLookup *lookup)
+redis_lookup_release(GuidResolve *lookup)
 {
-	if (gai_cancel(&lookup->cb) == EAI_NOTCANCELED)
-	{
-		lookup->next = redis_abandoned;
-		redis_abandoned = lookup;
-		return;
-	}
-	if (lookup->cb.ar_result != NULL)
-		freeaddrinfo(lookup->cb.ar_result);
-	free(lookup);
+	if (!GuidResolveFree(lookup) && redis_nabandoned < REDIS_MAX_ABANDONED)
+		redis_abandoned[redis_nabandoned++] = lookup;
 }
 
 /* Free the abandoned lookups that have finished since. */
 static void
 redis_lookup_reap(void)
 {
-	RedisLookup *list = redis_abandoned;
+	int			i;
+	int			kept = 0;
 
-	redis_abandoned = NULL;
-	while (list != NULL)
-	{
-		RedisLookup *next = list->next;
-
-		redis_lookup_release(list);
-		list = next;
-	}
+	for (i = 0; i < redis_nabandoned; i++)
+		if (!GuidResolveFree(redis_abandoned[i]))
+			redis_abandoned[kept++] = redis_abandoned[i];
+	redis_nabandoned = kept;
 }
 
 /*
@@ -270,11 +210,13 @@ redis_resolve(const char *host, char *addr, size_t addrlen, char *err, size_t er
 {
 	struct addrinfo hints;
 	struct addrinfo *res;
-	struct addrinfo *ai;
-	struct addrinfo *pick = NULL;
-	struct gaicb *list[1];
-	struct sigevent sev;
 	instr_time	deadline = redis_deadline();
+	char		spec[NI_MAXHOST + 8];
+	char		found[GUID_RESOLVE_MAX_HOSTS * (NI_MAXHOST + 8)];
+	char		why[256];
+	char	   *entry;
+	char	   *pick = NULL;
+	char	   *save = NULL;
 	int			rc;
 
 	memset(&hints, 0, sizeof(hints));
@@ -287,27 +229,13 @@ redis_resolve(const char *host, char *addr, size_t addrlen, char *err, size_t er
 		return true;
 	}
 
+	/* the port is only there for the connect string's syntax */
 	redis_lookup_reap();
-	redis_lookup = malloc(offsetof(RedisLookup, host) + strlen(host) + 1);
+	snprintf(spec, sizeof(spec), "%s:6379", host);
+	redis_lookup = GuidResolveStart(spec, why, sizeof(why));
 	if (redis_lookup == NULL)
 	{
-		snprintf(err, errlen, "could not resolve Redis host \"%s\": out of memory", host);
-		return false;
-	}
-	memset(redis_lookup, 0, offsetof(RedisLookup, host));
-	strcpy(redis_lookup->host, host);
-	redis_lookup->hints.ai_socktype = SOCK_STREAM;
-	redis_lookup->cb.ar_name = redis_lookup->host;
-	redis_lookup->cb.ar_request = &redis_lookup->hints;
-	list[0] = &redis_lookup->cb;
-	memset(&sev, 0, sizeof(sev));
-	sev.sigev_notify = SIGEV_NONE;
-	rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &sev);
-	if (rc != 0)
-	{
-		free(redis_lookup);
-		redis_lookup = NULL;
-		snprintf(err, errlen, "could not resolve Redis host \"%s\": %s", host, gai_strerror(rc));
+		snprintf(err, errlen, "could not resolve Redis host \"%s\": %s", host, why);
 		return false;
 	}
 
@@ -315,7 +243,7 @@ redis_resolve(const char *host, char *addr, size_t addrlen, char *err, size_t er
 	 * glibc can notify only by a signal or a new thread; a short poll on the
 	 * latch is simpler, and a lookup happens once per connection.
 	 */
-	while ((rc = gai_error(&redis_lookup->cb)) == EAI_INPROGRESS)
+	while ((rc = GuidResolvePoll(redis_lookup, found, sizeof(found), why, sizeof(why))) == 0)
 	{
 		long		left = redis_remaining(deadline);
 
@@ -331,30 +259,22 @@ redis_resolve(const char *host, char *addr, size_t addrlen, char *err, size_t er
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-
-	if (rc == 0)
-	{
-		for (ai = redis_lookup->cb.ar_result; ai != NULL; ai = ai->ai_next)
-			if (ai->ai_family == AF_INET || (pick == NULL && ai->ai_family == AF_INET6))
-			{
-				pick = ai;
-				if (ai->ai_family == AF_INET)
-					break;
-			}
-		if (pick == NULL)
-			rc = EAI_NONAME;
-		else
-			rc = getnameinfo(pick->ai_addr, pick->ai_addrlen, addr, addrlen,
-							 NULL, 0, NI_NUMERICHOST);
-	}
 	redis_lookup_release(redis_lookup);
 	redis_lookup = NULL;
-	if (rc != 0)
+	if (rc < 0)
 	{
-		snprintf(err, errlen, "could not resolve Redis host \"%s\": %s", host,
-				 gai_strerror(rc));
+		snprintf(err, errlen, "could not resolve Redis host \"%s\": %s", host, why);
 		return false;
 	}
+
+	/* "addr:port,...": the first IPv4 address, as hiredis would, else the first */
+	for (entry = strtok_r(found, ",", &save); entry != NULL; entry = strtok_r(NULL, ",", &save))
+	{
+		*strrchr(entry, ':') = '\0';
+		if (pick == NULL || (strchr(pick, ':') != NULL && strchr(entry, ':') == NULL))
+			pick = entry;
+	}
+	strlcpy(addr, pick, addrlen);
 	return true;
 }
 

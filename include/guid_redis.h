@@ -12,15 +12,15 @@
 #ifndef GUID_REDIS_H
 #define GUID_REDIS_H
 
-/* extension/idempotent.c: guid.idempotency_ttl */
+/* extension/idempotent.c: the settings (guid.idempotency_ttl, guid.redis*) */
 extern int	guid_idempotency_ttl;
+extern char *guid_redis;
+extern char *guid_redis_password_file;
+extern int	guid_redis_timeout;
 extern void IdempotentInit(void);
+extern const char *RedisAddress(void);
 
 /* extension/redis.c */
-extern char *guid_redis;
-extern int	guid_redis_timeout;
-extern void RedisInit(void);
-extern const char *RedisAddress(void);
 
 typedef enum RedisFailure
 {

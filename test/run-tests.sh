@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-tests.sh: what `make test` does, from a fresh machine: install the
 # packages, build and install the extension, run the pgTAP suite on a
-# scratch cluster, then the Perl TAP suite (its own clusters), and stop
+# scratch cluster, the unit tests (test/unit, against the real ZooKeeper),
+# then the Perl TAP suite (its own clusters), and stop
 # every server it started (ZooKeeper included, test/services/).  Exits
 # non-zero when anything fails.
 set -euo pipefail
@@ -21,6 +22,11 @@ fi
 echo "ok - the production build defines no fault-injection setting"
 install_and_build GUID_FAULT_INJECTION=1
 
+echo "== Layout (test/layout) =="
+# Dependencies point one way, files stay small, the lease protocol is plain
+# C: checked on the objects just built.
+prove --exec bash test/layout/check.sh
+
 run=$GUID_RUN_DIR/test
 run_dir_make "$run"
 # The PostgreSQL user may not be able to read the checkout: give it a copy.
@@ -38,9 +44,14 @@ scratch_psql "$run/pgtap" "$pgtap_port" -c 'CREATE EXTENSION pgtap' -c 'CREATE E
 (cd "$run/src" && as_pg pg_prove -h "$run/pgtap" -p "$pgtap_port" -U postgres -d postgres pgtap/*.sql)
 scratch_stop "$run/pgtap"
 
-echo "== Perl TAP (test/tap) =="
 "$root/test/services/services.sh" up
 . "$GUID_RUN_DIR/services/services.env"
+
+echo "== Unit tests (test/unit) =="
+# The lease protocol alone, against the real ZooKeeper: no PostgreSQL.
+(cd "$root" && GUID_ZOOKEEPER="$GUID_ZOOKEEPER" TMPDIR="$run" prove --exec '' test/unit/lease_test)
+
+echo "== Perl TAP (test/tap) =="
 pgxs_src=$(dirname "$(dirname "$(pg_config --pgxs)")")
 as_pg mkdir -p "$run/tap"
 cd "$run/src/tap"

@@ -1,0 +1,219 @@
+/*-------------------------------------------------------------------------
+ *
+ * lease_test.c
+ *		Unit test of the lease protocol (include/guid_lease.h) against a
+ *		real ZooKeeper, without PostgreSQL.  TAP output.
+ *
+ * ZooKeeper's address comes from GUID_ZOOKEEPER (make test starts one);
+ * every run uses its own random namespace.  The LeaseEnv here is the
+ * simplest host there is: poll() for the wait, CLOCK_BOOTTIME, files in a
+ * temporary directory, and a "generator" that only records what it is told,
+ * so the test can check each effect against ZooKeeper at the moment the
+ * protocol asks for it.
+ *
+ * The host, TAP output and the test's own handle are in lease_test_env.c.
+ * Linked only with the plain-C protocol objects, extension/core/resolve.c
+ * and -lzookeeper_st: no PostgreSQL anywhere.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lease_test.h"
+
+static bool
+is_leased(Holder *h)
+{
+	return h->id >= 0;
+}
+
+static bool
+is_refused(Holder *h)
+{
+	return strstr(h->error, "are leased") != NULL;
+}
+
+static int	want_fences;
+static bool
+fenced_enough(Holder *h)
+{
+	return h->fences >= want_fences;
+}
+
+static int	want_raises;
+static bool
+raised_enough(Holder *h)
+{
+	return h->raises >= want_raises;
+}
+
+static bool
+effects_were_ordered(Holder *h)
+{
+	return ok(h->install_before_hwm == 0 && h->install_before_file == 0 &&
+			  h->raise_before_hwm == 0 && h->raise_before_file == 0,
+			  "%s: every install and raise came after hwm/<id> and the reservation file covered it "
+			  "(%d installs, %d raises; out of order: %d/%d/%d/%d)",
+			  h->name, h->installs, h->raises, h->install_before_hwm, h->install_before_file,
+			  h->raise_before_hwm, h->raise_before_file);
+}
+
+int
+main(void)
+{
+	Holder	   *a, *b, *c, *r, *r2, *r3;
+	int32_t		a_id;
+	int64_t		a_written;
+	int64_t		b_written;
+	int64_t		sid, sid2;
+	char		passwd[16];
+	long long	foreign;
+	clientid_t	cid;
+	zhandle_t  *thief;
+	bool		thief_connected = false;
+	uint64_t	t0;
+	bool		got;
+
+	zk_address = getenv("GUID_ZOOKEEPER");
+	if (zk_address == NULL || zk_address[0] == '\0')
+		bail("GUID_ZOOKEEPER not set: run this through make test");
+	srand((unsigned) (boot_ns() ^ getpid()));
+	snprintf(ns, sizeof(ns), "unit-%d-%08x", (int) getpid(), (unsigned) rand());
+	snprintf(tmp_root, sizeof(tmp_root), "%s/lease_test.XXXXXX",
+			 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(tmp_root) == NULL)
+		bail("mkdtemp");
+	zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
+	tz = zookeeper_init(zk_address, tz_watcher, 10000, NULL, &tz_connected, 0);
+	if (tz == NULL)
+		bail("zookeeper_init");
+	tz_drive(tz, &tz_connected);
+	diag("ZooKeeper %s, namespace %s, files in %s", zk_address, ns, tmp_root);
+
+	/* Two ids in this namespace, three holders. */
+	a = holder_new("a", 2, "", NULL);
+	got = step_until(a, is_leased);
+	ok(got, "a leases an id (%d)", a->id);
+	ok(a->floor_ms == 0 && a->reserved_ms > 0, "... from a fresh mark: floor 0, reserved %lld",
+	   (long long) a->reserved_ms);
+	want_raises = 2;
+	got = step_until(a, raised_enough);
+	ok(got, "a extends its reservation as time passes (%d raises)", a->raises);
+	effects_were_ordered(a);
+
+	b = holder_new("b", 2, "", NULL);
+	got = step_until(b, is_leased);
+	ok(got, "b leases an id (%d)", b->id);
+	ok(b->id >= 0 && b->id != a->id, "... another one than a's (%d, %d)", b->id, a->id);
+
+	c = holder_new("c", 2, "", NULL);
+	got = step_until(c, is_refused);
+	ok(got && c->id < 0,
+	   "c, a third holder of two ids, gets none: \"%s\"", c->error);
+	step_for(a, 300);			/* a keeps writing its mark meanwhile */
+	a_id = a->id;
+	LeaseClientShutdown(a->c);
+	a_written = a->written_max;
+	ok(a->id < 0 && a->fences == 1, "a shuts down: fenced");
+	got = step_until(c, is_leased);
+	ok(got, "c leases an id once a let go (%d)", c->id);
+	ok(c->id == a_id, "... a's (%d)", a_id);
+	ok(c->floor_ms >= a_written && c->reserved_ms > c->floor_ms,
+	   "... starting at a's high-water mark: floor %lld >= %lld, reserved %lld",
+	   (long long) c->floor_ms, (long long) a_written, (long long) c->reserved_ms);
+	effects_were_ordered(c);
+
+	/*
+	 * The deadline: only an answered write or sync moves it, to its send
+	 * time + timeout/2.  b's clock jumps 300 ms in every wait, so an answer
+	 * always comes at least 300 ms (of b's clock) after its request was
+	 * sent: a deadline counted from anything later than the send time would
+	 * be past now - 300 ms + timeout/2.
+	 */
+	b->jump_ns = 300 * 1000000ULL;
+	b->extends = 0;
+	want_raises = b->raises + 3;
+	t0 = boot_ns();
+	got = step_until(b, raised_enough);
+	ok(got && b->extends >= 3,
+	   "b renews its lease with its clock jumping (%d answered writes and syncs in %llu ms)",
+	   b->extends, (unsigned long long) ((boot_ns() - t0) / 1000000));
+	ok(b->deadline_too_late == 0,
+	   "... every deadline <= send time + timeout/2 (%d later than that)", b->deadline_too_late);
+	ok(b->id >= 0 && b->fences == 0, "... and stays leased");
+
+	/* A foreign write to b's mark: b gives the lease up, and leases again above it. */
+	foreign = tz_hwm(b->id, NULL) + 100000;
+	ok(tz_set_hwm(b->id, foreign) == ZOK, "someone else writes hwm/%d = %lld", b->id, foreign);
+	want_fences = 1;
+	got = step_until(b, fenced_enough);
+	ok(got, "b fences when its next write finds another version");
+	ok(b->hwm_at_fence == foreign, "... without overwriting it (hwm/%d = %lld at the fence)",
+	   b->last_id, b->hwm_at_fence);
+	got = step_until(b, is_leased);
+	ok(got && b->floor_ms >= foreign,
+	   "... then leases again above it (floor %lld)", (long long) b->floor_ms);
+	ok(b->deadline_too_late == 0,
+	   "... its new lease's deadline too (%d later than send time + timeout/2)", b->deadline_too_late);
+	b->jump_ns = 0;
+	effects_were_ordered(b);
+
+	/* Session expiry: another handle with b's session id and password closes it. */
+	if (!LeaseClientSession(b->c, &sid, passwd))
+		bail("b has no session");
+	memset(&cid, 0, sizeof(cid));
+	cid.client_id = sid;
+	memcpy(cid.passwd, passwd, sizeof(cid.passwd));
+	thief = zookeeper_init(zk_address, tz_watcher, SESSION_TIMEOUT_MS, &cid, &thief_connected, 0);
+	if (thief == NULL)
+		bail("zookeeper_init with b's session");
+	tz_drive(thief, &thief_connected);
+	zookeeper_close(thief);
+	b_written = b->written_max;
+	diag("closed b's session %llx from another handle", (unsigned long long) sid);
+	want_fences = 2;
+	got = step_until(b, fenced_enough);
+	ok(got, "b fences when its session is gone");
+	got = step_until(b, is_leased);
+	ok(got, "b leases again (%d)", b->id);
+	got = LeaseClientSession(b->c, &sid2, passwd);
+	ok(got && sid2 != sid,
+	   "... in a new session (%llx)", (unsigned long long) sid2);
+	ok(b->floor_ms >= b_written,
+	   "... above its id's high-water mark (floor %lld >= %lld)",
+	   (long long) b->floor_ms, (long long) b_written);
+
+	/* Reattaching a saved session after a "crash" of the host. */
+	LeaseClientShutdown(c->c);
+	r = holder_new("r", 2, "owner 1", NULL);
+	got = step_until(r, is_leased);
+	ok(got, "r leases an id (%d)", r->id);
+	if (!LeaseClientSession(r->c, &sid, passwd))
+		bail("r has no session");
+	/* r "crashes": its client is dropped without a word to ZooKeeper. */
+	r2 = holder_new("r2", 2, "owner 1", r);
+	got = step_until(r2, is_leased);
+	ok(got, "r2, the same owner restarted, leases (%d)", r2->id);
+	got = LeaseClientSession(r2->c, &sid2, passwd);
+	ok(r2->saw_reattaching && got && sid2 == sid,
+	   "... reattaching r's session %llx", (unsigned long long) sid);
+	ok(r2->id == r->id, "... and keeping its id (%d)", r->id);
+	effects_were_ordered(r2);
+	LeaseClientShutdown(r2->c);
+	r3 = holder_new("r3", 2, "owner 2", r);
+	h_save_session(r3, "owner 1\nsession 1234\npasswd 00000000000000000000000000000000\n");
+	got = step_until(r3, is_leased);
+	ok(got && !r3->saw_reattaching,
+	   "a saved session of another owner is not reattached");
+
+	LeaseClientShutdown(b->c);
+	LeaseClientShutdown(r3->c);
+	LeaseClientFree(b->c);
+	LeaseClientFree(r3->c);
+	zookeeper_close(tz);
+	printf("1..%d\n", tap_n);
+	return tap_failed ? 1 : 0;
+}
