@@ -22,6 +22,7 @@ OBJS = \
 	extension/audit.o \
 	coordinator/worker.o \
 	coordinator/decoder.o \
+	coordinator/publisher_settings.o \
 	coordinator/publisher.o \
 	coordinator/kafka_sink.o \
 	coordinator/zk_lease.o \
@@ -51,7 +52,7 @@ $(OBJS): .build-flags
 # PGXS tracks no header dependencies (unless PostgreSQL was configured with
 # --enable-depend): rebuild every object when a header changes, so that no
 # object is left with another idea of a shared struct's layout.
-$(OBJS): $(wildcard include/*.h)
+$(OBJS): $(wildcard include/*.h) $(wildcard coordinator/*.h)
 
 # One version, here: the control file and the install script must agree.
 ifneq ($(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control),$(EXTVERSION))

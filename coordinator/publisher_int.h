@@ -1,0 +1,24 @@
+/*-------------------------------------------------------------------------
+ *
+ * publisher_int.h
+ *		What the files of the audit stream's publisher share, and nothing
+ *		else: not for other modules (they use include/guid.h).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PUBLISHER_INT_H
+#define PUBLISHER_INT_H
+
+/* Kafka's longest topic name, and what the checkpoint topic appends. */
+#define GUID_KAFKA_TOPIC_MAX	249
+#define GUID_CHECKPOINT_SUFFIX	"_checkpoints"
+
+/* coordinator/publisher_settings.c: settings only the publisher reads */
+extern char *guid_kafka_properties;
+extern char *guid_kafka_properties_file;
+extern char *guid_publisher_conninfo;
+#ifdef GUID_FAULT_INJECTION
+extern char *guid_publisher_test_pause;
+#endif
+
+#endif							/* PUBLISHER_INT_H */
