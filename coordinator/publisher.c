@@ -12,7 +12,7 @@
  * START_REPLICATION on the slot guid.slot_name with the "guid" output plugin
  * (coordinator/decoder.c), which sends only committed transactions that
  * inserted audit rows, each whole: 'B', one 'I' per row, 'C' with the end
- * LSN of the commit record.
+ * LSN of the commit record (the format is include/guid_stream.h's).
  *
  * Rows go into an open Kafka transaction as they arrive.  When the stream
  * has nothing more for the moment and no PostgreSQL transaction is half
@@ -91,6 +91,7 @@
 #include "utils/wait_event.h"
 
 #include "guid.h"
+#include "guid_stream.h"
 #include "kafka_sink.h"
 #include "publisher_int.h"
 
@@ -111,7 +112,6 @@
 /* Repeat an unchanged error or the retained-WAL warning this often, ms */
 #define PUB_WARN_MS				60000
 
-#define PUB_CHECKPOINT_INIT		"init"
 /* Connecting to this server may take this long, ms */
 #define PUB_CONNECT_MS			30000
 
@@ -585,24 +585,6 @@ pub_confirm_idle(PubSession *s, XLogRecPtr end_lsn)
  * The stream
  * ----------
  */
-static uint64
-pub_get64(const char *p)
-{
-	uint64		v;
-
-	memcpy(&v, p, 8);
-	return pg_ntoh64(v);
-}
-
-static uint32
-pub_get32(const char *p)
-{
-	uint32		v;
-
-	memcpy(&v, p, 4);
-	return pg_ntoh32(v);
-}
-
 /* Handle one message from the decoder.  Returns false on failure. */
 static bool
 pub_decoded(PubSession *s, const char *m, int len)
@@ -612,15 +594,13 @@ pub_decoded(PubSession *s, const char *m, int len)
 
 	switch (m[0])
 	{
-		case 'B':
+		case GUID_STREAM_BEGIN:
 			{
 				XLogRecPtr	end_lsn;
 				TimestampTz commit_time;
 
-				if (len < 21)
+				if (!GuidStreamReadBegin(m, len, &end_lsn, &commit_time))
 					break;
-				end_lsn = pub_get64(m + 1);
-				commit_time = (TimestampTz) pub_get64(m + 13);
 				s->in_xact = true;
 				s->xact_end = end_lsn;
 				s->skipping = end_lsn <= s->checkpoint;
@@ -641,35 +621,41 @@ pub_decoded(PubSession *s, const char *m, int len)
 				}
 				return true;
 			}
-		case 'I':
+		case GUID_STREAM_ROW:
 			{
+				const char *key;
+				const char *value;
 				uint32		keylen;
+				int			valuelen;
 				char		lsn[32];
 
-				if (len < 13)
+				if (len < GUID_STREAM_ROW_HEADER_LEN)
 					break;
 				if (s->skipping)
 					return true;
-				keylen = pub_get32(m + 9);
-				if (keylen > (uint32) (len - 13))
+				if (!GuidStreamReadRow(m, len, &key, &keylen, &value, &valuelen))
 					break;
 				/* the LSN header: the transaction's end LSN, also in the JSON */
 				snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(s->xact_end));
-				return pub_produce(s, guid_kafka_topic, -1, m + 13, keylen,
-								   m + 13 + keylen, len - 13 - keylen, lsn) &&
+				return pub_produce(s, guid_kafka_topic, -1, key, keylen,
+								   value, valuelen, lsn) &&
 					(++s->batch_rows, true);
 			}
-		case 'C':
-			if (len < 9)
-				break;
-			s->in_xact = false;
-			if (!s->skipping)
+		case GUID_STREAM_COMMIT:
 			{
-				s->pending_end = pub_get64(m + 1);
-				s->batch_xacts++;
+				XLogRecPtr	end_lsn;
+
+				if (!GuidStreamReadCommit(m, len, &end_lsn))
+					break;
+				s->in_xact = false;
+				if (!s->skipping)
+				{
+					s->pending_end = end_lsn;
+					s->batch_xacts++;
+				}
+				s->skipping = false;
+				return true;
 			}
-			s->skipping = false;
-			return true;
 	}
 	pub_fail(LOG, "malformed message from the guid output plugin (type %c, %d bytes)", m[0], len);
 	return false;
@@ -755,7 +741,7 @@ pub_read(PubSession *s, bool *drained)
 			ok = pub_decoded(s, buf + 25, len - 25);
 		else if (buf[0] == 'k' && len >= 18)
 		{
-			XLogRecPtr	end = pub_get64(buf + 1);
+			XLogRecPtr	end = GuidStreamGet64(buf + 1);
 
 			if (end > s->server_end)
 				s->server_end = end;
@@ -784,7 +770,7 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 	char		plugin[NAMEDATALEN];
 	uint32		hi,
 				lo;
-	bool		init = found && strcmp(ckpt, PUB_CHECKPOINT_INIT) == 0;
+	bool		init = found && strcmp(ckpt, GUID_CHECKPOINT_INIT) == 0;
 
 	if (found && !init)
 	{
@@ -822,7 +808,7 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		}
 		s->kafka_open = true;
 		if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid),
-						 PUB_CHECKPOINT_INIT, strlen(PUB_CHECKPOINT_INIT), NULL) ||
+						 GUID_CHECKPOINT_INIT, strlen(GUID_CHECKPOINT_INIT), NULL) ||
 			pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
 			return false;
 		s->kafka_open = false;

@@ -9,10 +9,6 @@
 #ifndef PUBLISHER_INT_H
 #define PUBLISHER_INT_H
 
-/* Kafka's longest topic name, and what the checkpoint topic appends. */
-#define GUID_KAFKA_TOPIC_MAX	249
-#define GUID_CHECKPOINT_SUFFIX	"_checkpoints"
-
 /* coordinator/publisher_settings.c: settings only the publisher reads */
 extern char *guid_kafka_properties;
 extern char *guid_kafka_properties_file;

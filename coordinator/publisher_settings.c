@@ -26,6 +26,7 @@
 #include "utils/guc.h"
 
 #include "guid.h"
+#include "guid_stream.h"
 #include "publisher_int.h"
 
 char	   *guid_kafka_brokers = NULL;
