@@ -23,6 +23,7 @@ OBJS = \
 	coordinator/worker.o \
 	coordinator/decoder.o \
 	coordinator/publisher_settings.o \
+	coordinator/publisher_status.o \
 	coordinator/publisher.o \
 	coordinator/kafka_sink.o \
 	coordinator/zk_lease.o \

@@ -109,8 +109,6 @@
 #define PUB_BACKOFF_MAX_MS		10000
 /* ... and after being fenced by another producer with our transactional.id */
 #define PUB_FENCED_BACKOFF_MS	5000
-/* Repeat an unchanged error or the retained-WAL warning this often, ms */
-#define PUB_WARN_MS				60000
 
 /* Connecting to this server may take this long, ms */
 #define PUB_CONNECT_MS			30000
@@ -138,9 +136,6 @@ typedef struct PubSession
 	bool		reply_wanted;
 } PubSession;
 
-/* What was last logged, to log a repeated error once a minute only. */
-static char pub_logged[GUID_ERROR_LEN];
-static TimestampTz pub_logged_at = 0;
 static TimestampTz pub_warned_lag_at = 0;
 
 
@@ -148,56 +143,6 @@ static TimestampTz pub_warned_lag_at = 0;
  * Status
  * ----------
  */
-static void
-pub_set_state(const char *state)
-{
-	GuidPublisherShared *p = &GuidState->pub;
-
-	SpinLockAcquire(&p->mutex);
-	strlcpy(p->state, state, sizeof(p->state));
-	SpinLockRelease(&p->mutex);
-}
-
-/* pub_fail: record an error for guid.status and log it (an unchanged one
- * at most once a minute). */
-static void
-pub_fail(int elevel, const char *fmt,...)
-{
-	GuidPublisherShared *p = &GuidState->pub;
-	char		msg[GUID_ERROR_LEN];
-	va_list		ap;
-	TimestampTz now = GetCurrentTimestamp();
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-
-	SpinLockAcquire(&p->mutex);
-	strlcpy(p->error, msg, sizeof(p->error));
-	SpinLockRelease(&p->mutex);
-
-	if (strcmp(msg, pub_logged) != 0 ||
-		TimestampDifferenceExceeds(pub_logged_at, now, PUB_WARN_MS))
-	{
-		ereport(elevel,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("guid publisher: %s", msg)));
-		strlcpy(pub_logged, msg, sizeof(pub_logged));
-		pub_logged_at = now;
-	}
-}
-
-static void
-pub_clear_error(void)
-{
-	GuidPublisherShared *p = &GuidState->pub;
-
-	SpinLockAcquire(&p->mutex);
-	p->error[0] = '\0';
-	SpinLockRelease(&p->mutex);
-	pub_logged[0] = '\0';
-}
-
 /* While nothing can be published, warn once a minute about retained WAL. */
 static void
 pub_warn_lag(PubSession *s)
@@ -287,7 +232,7 @@ pub_send_status(PubSession *s, bool force)
 	*p++ = 0;
 	if (PQputCopyData(s->conn, buf, p - buf) <= 0 || PQflush(s->conn) < 0)
 	{
-		pub_fail(LOG, "replication connection: %s", PQerrorMessage(s->conn));
+		PubFail(LOG, "replication connection: %s", PQerrorMessage(s->conn));
 		return false;
 	}
 	s->confirmed = s->checkpoint;
@@ -320,13 +265,13 @@ pub_exec(PubSession *s, const char *command, ExecStatusType expect)
 
 	if (!PQsendQuery(s->conn, command))
 	{
-		pub_fail(LOG, "could not send \"%s\": %s", command, PQerrorMessage(s->conn));
+		PubFail(LOG, "could not send \"%s\": %s", command, PQerrorMessage(s->conn));
 		return NULL;
 	}
 	res = pub_result(s);
 	if (res == NULL || PQresultStatus(res) != expect)
 	{
-		pub_fail(LOG, "\"%s\" failed: %s", command,
+		PubFail(LOG, "\"%s\" failed: %s", command,
 				 res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
 		PQclear(res);
 		while ((extra = PQgetResult(s->conn)) != NULL)
@@ -383,7 +328,7 @@ pub_connect(PubSession *s)
 	pfree(conninfo);
 	if (s->conn == NULL)
 	{
-		pub_fail(LOG, "out of memory connecting to this server");
+		PubFail(LOG, "out of memory connecting to this server");
 		return false;
 	}
 	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED)
@@ -394,7 +339,7 @@ pub_connect(PubSession *s)
 			break;
 		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), PUB_CONNECT_MS))
 		{
-			pub_fail(LOG, "replication connection to database \"%s\" timed out", guid_database);
+			PubFail(LOG, "replication connection to database \"%s\" timed out", guid_database);
 			return false;
 		}
 		(void) WaitLatchOrSocket(MyLatch, events | WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -405,7 +350,7 @@ pub_connect(PubSession *s)
 	}
 	if (PQstatus(s->conn) != CONNECTION_OK)
 	{
-		pub_fail(LOG, "replication connection to database \"%s\" failed: %s",
+		PubFail(LOG, "replication connection to database \"%s\" failed: %s",
 				 guid_database, PQerrorMessage(s->conn));
 		return false;
 	}
@@ -436,17 +381,17 @@ pub_retry(PubSession *s, PubStep step, const char *what)
 			break;
 		KafkaSinkPoll(s->ks);
 		if (KafkaSinkLastError(s->ks)[0] != '\0')
-			pub_fail(LOG, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers,
+			PubFail(LOG, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers,
 					 KafkaSinkLastError(s->ks));
 		else
-			pub_fail(DEBUG1, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers, err);
+			PubFail(DEBUG1, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers, err);
 		pub_warn_lag(s);
 		if (!pub_send_status(s, false))
 			return KAFKA_FATAL;
 		pub_process_interrupts();
 	}
 	if (st != KAFKA_OK)
-		pub_fail(LOG, "%s", err);
+		PubFail(LOG, "%s", err);
 	return st;
 }
 
@@ -491,7 +436,7 @@ pub_produce(PubSession *s, const char *topic, int32 partition,
 	}
 	if (st != KAFKA_OK)
 	{
-		pub_fail(LOG, "%s", err);
+		PubFail(LOG, "%s", err);
 		return false;
 	}
 	return true;
@@ -510,14 +455,14 @@ pub_pause(PubSession *s, const char *step)
 	if (guid_publisher_test_pause == NULL || strcmp(guid_publisher_test_pause, step) != 0)
 		return;
 	snprintf(state, sizeof(state), "paused %s", step);
-	pub_set_state(state);
+	PubSetState(state);
 	ereport(LOG, (errmsg_internal("guid publisher: paused %s", step)));
 	while (strcmp(guid_publisher_test_pause, step) == 0)
 	{
 		(void) pub_send_status(s, false);
 		pub_wait(NULL, 100);
 	}
-	pub_set_state("streaming");
+	PubSetState("streaming");
 }
 #else
 #define pub_pause(s, step) ((void) 0)
@@ -531,7 +476,6 @@ pub_pause(PubSession *s, const char *step)
 static bool
 pub_commit(PubSession *s, XLogRecPtr end_lsn)
 {
-	GuidPublisherShared *p = &GuidState->pub;
 	char		lsn[32];
 	TimestampTz start;
 	TimestampTz now;
@@ -550,17 +494,9 @@ pub_commit(PubSession *s, XLogRecPtr end_lsn)
 
 	s->kafka_open = false;
 	s->checkpoint = end_lsn;
-	SpinLockAcquire(&p->mutex);
-	p->rows += s->batch_rows;
-	p->xacts += s->batch_xacts;
-	p->commits++;
-	p->published_lsn = end_lsn;
-	p->oldest_pending = 0;
-	p->caught_up_at = now;
-	p->commit_ms = ms;
-	SpinLockRelease(&p->mutex);
+	PubPublished(s->batch_rows, s->batch_xacts, end_lsn, now, ms);
 	s->batch_rows = s->batch_xacts = 0;
-	pub_clear_error();
+	PubClearError();
 
 	pub_pause(s, "before_confirm");
 	return pub_send_status(s, true);
@@ -574,7 +510,7 @@ pub_confirm_idle(PubSession *s, XLogRecPtr end_lsn)
 
 	if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
 	{
-		pub_fail(LOG, "%s", err);
+		PubFail(LOG, "%s", err);
 		return false;
 	}
 	s->kafka_open = true;
@@ -589,7 +525,6 @@ pub_confirm_idle(PubSession *s, XLogRecPtr end_lsn)
 static bool
 pub_decoded(PubSession *s, const char *m, int len)
 {
-	GuidPublisherShared *p = &GuidState->pub;
 	char		err[GUID_ERROR_LEN];
 
 	switch (m[0])
@@ -611,13 +546,11 @@ pub_decoded(PubSession *s, const char *m, int len)
 				{
 					if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
 					{
-						pub_fail(LOG, "%s", err);
+						PubFail(LOG, "%s", err);
 						return false;
 					}
 					s->kafka_open = true;
-					SpinLockAcquire(&p->mutex);
-					p->oldest_pending = commit_time;
-					SpinLockRelease(&p->mutex);
+					PubPending(commit_time);
 				}
 				return true;
 			}
@@ -657,7 +590,7 @@ pub_decoded(PubSession *s, const char *m, int len)
 				return true;
 			}
 	}
-	pub_fail(LOG, "malformed message from the guid output plugin (type %c, %d bytes)", m[0], len);
+	PubFail(LOG, "malformed message from the guid output plugin (type %c, %d bytes)", m[0], len);
 	return false;
 }
 
@@ -695,7 +628,7 @@ pub_read(PubSession *s, bool *drained)
 		{
 			if (!PQconsumeInput(s->conn))
 			{
-				pub_fail(LOG, "replication connection lost: %s", PQerrorMessage(s->conn));
+				PubFail(LOG, "replication connection lost: %s", PQerrorMessage(s->conn));
 				return false;
 			}
 			must_read = false;
@@ -726,13 +659,13 @@ pub_read(PubSession *s, bool *drained)
 			if (sqlstate && pub_undecodable(sqlstate))
 			{
 				/* every retry stops at the same row: an operator must act */
-				pub_set_state("error");
-				pub_fail(WARNING, "cannot decode guid.audit after %X/%X: %s",
+				PubSetState("error");
+				PubFail(WARNING, "cannot decode guid.audit after %X/%X: %s",
 						 LSN_FORMAT_ARGS(s->checkpoint),
 						 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 			}
 			else
-				pub_fail(LOG, "replication stream ended: %s",
+				PubFail(LOG, "replication stream ended: %s",
 						 res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
 			PQclear(res);
 			return false;
@@ -776,8 +709,8 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 	{
 		if (sscanf(ckpt, "%X/%X", &hi, &lo) != 2)
 		{
-			pub_set_state("gap");
-			pub_fail(WARNING, "checkpoint \"%s\" in topic %s is not an LSN; publishing stopped",
+			PubSetState("gap");
+			PubFail(WARNING, "checkpoint \"%s\" in topic %s is not an LSN; publishing stopped",
 					 ckpt, s->ckpt_topic);
 			return false;
 		}
@@ -802,7 +735,7 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 
 			if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
 			{
-				pub_fail(LOG, "%s", err);
+				PubFail(LOG, "%s", err);
 				return false;
 			}
 		}
@@ -821,7 +754,7 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		if (sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) != 2)
 		{
 			PQclear(res);
-			pub_fail(LOG, "CREATE_REPLICATION_SLOT returned no consistent point");
+			PubFail(LOG, "CREATE_REPLICATION_SLOT returned no consistent point");
 			return false;
 		}
 		PQclear(res);
@@ -834,8 +767,8 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 
 	if (strcmp(plugin, "guid") != 0)
 	{
-		pub_set_state("error");
-		pub_fail(WARNING, "replication slot \"%s\" uses plugin \"%s\", not \"guid\"; set guid.slot_name to another name",
+		PubSetState("error");
+		PubFail(WARNING, "replication slot \"%s\" uses plugin \"%s\", not \"guid\"; set guid.slot_name to another name",
 				 guid_slot_name, plugin);
 		return false;
 	}
@@ -856,16 +789,16 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		else
 			snprintf(detail, sizeof(detail), "the slot is confirmed to %X/%X and Kafka holds no checkpoint for it",
 					 LSN_FORMAT_ARGS(slot_lsn));
-		pub_set_state("gap");
-		pub_fail(WARNING, "gap: audit rows may be missing from Kafka: %s (key %s in %s); publishing stopped. "
+		PubSetState("gap");
+		PubFail(WARNING, "gap: audit rows may be missing from Kafka: %s (key %s in %s); publishing stopped. "
 				 "Drop the slot to start afresh from now, or restore the checkpoint topic",
 				 detail, s->tid, s->ckpt_topic);
 		return false;
 	}
 	if (ckpt_lsn > GetFlushRecPtr(NULL))
 	{
-		pub_set_state("gap");
-		pub_fail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is ahead of this server's WAL (%X/%X): "
+		PubSetState("gap");
+		PubFail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is ahead of this server's WAL (%X/%X): "
 				 "it was written by another cluster with the same system identifier, or before a restore; publishing stopped",
 				 LSN_FORMAT_ARGS(ckpt_lsn), s->tid, s->ckpt_topic, LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)));
 		return false;
@@ -890,7 +823,7 @@ pub_session(PubSession *s)
 	char	   *cmd;
 	char	   *file_properties = NULL;
 
-	pub_set_state("connecting to Kafka");
+	PubSetState("connecting to Kafka");
 	/* Read again for every session, so that rotated credentials are used. */
 	if (guid_kafka_properties_file[0] != '\0')
 	{
@@ -898,8 +831,8 @@ pub_session(PubSession *s)
 											 err, sizeof(err));
 		if (file_properties == NULL)
 		{
-			pub_set_state("error");
-			pub_fail(WARNING, "%s", err);
+			PubSetState("error");
+			PubFail(WARNING, "%s", err);
 			return false;
 		}
 	}
@@ -907,8 +840,8 @@ pub_session(PubSession *s)
 							err, sizeof(err));
 	if (s->ks == NULL)
 	{
-		pub_set_state("error");
-		pub_fail(WARNING, "bad Kafka settings (guid.kafka_brokers, guid.kafka_properties, guid.kafka_properties_file): %s",
+		PubSetState("error");
+		PubFail(WARNING, "bad Kafka settings (guid.kafka_brokers, guid.kafka_properties, guid.kafka_properties_file): %s",
 				 err);
 		return false;
 	}
@@ -916,21 +849,21 @@ pub_session(PubSession *s)
 		pub_retry(s, pub_step_topics, "creating topics") != KAFKA_OK)
 		return false;
 
-	pub_set_state("reading checkpoint");
+	PubSetState("reading checkpoint");
 	while ((st = KafkaSinkReadCheckpoint(guid_kafka_brokers, guid_kafka_properties, file_properties,
 										 s->ckpt_topic, s->tid, ckpt, sizeof(ckpt),
 										 &found, 10000, err, sizeof(err))) == KAFKA_RETRY)
 	{
-		pub_fail(LOG, "%s", err);
+		PubFail(LOG, "%s", err);
 		pub_warn_lag(s);
 	}
 	if (st != KAFKA_OK)
 	{
-		pub_fail(LOG, "%s", err);
+		PubFail(LOG, "%s", err);
 		return false;
 	}
 
-	pub_set_state("connecting to PostgreSQL");
+	PubSetState("connecting to PostgreSQL");
 	if (!pub_connect(s) || !pub_check_slot(s, ckpt, found))
 		return false;
 
@@ -944,8 +877,8 @@ pub_session(PubSession *s)
 	s->copying = true;
 	s->confirmed = InvalidXLogRecPtr;
 	s->last_idle_confirm = GetCurrentTimestamp();
-	pub_set_state("streaming");
-	pub_clear_error();
+	PubSetState("streaming");
+	PubClearError();
 	ereport(LOG,
 			(errmsg("guid publisher: streaming slot \"%s\" from %X/%X to topic %s (transactional.id %s)",
 					guid_slot_name, LSN_FORMAT_ARGS(s->checkpoint), guid_kafka_topic, s->tid)));
@@ -972,11 +905,7 @@ pub_session(PubSession *s)
 		now = GetCurrentTimestamp();
 		if (!s->kafka_open && !s->in_xact)
 		{
-			GuidPublisherShared *p = &GuidState->pub;
-
-			SpinLockAcquire(&p->mutex);
-			p->caught_up_at = now;
-			SpinLockRelease(&p->mutex);
+			PubCaughtUp(now);
 			if (s->server_end > s->checkpoint &&
 				TimestampDifferenceExceeds(s->last_idle_confirm, now, PUB_IDLE_CONFIRM_MS))
 			{
@@ -992,25 +921,12 @@ pub_session(PubSession *s)
 	}
 }
 
-static void
-pub_detach(int code, Datum arg)
-{
-	GuidPublisherShared *p = &GuidState->pub;
-
-	SpinLockAcquire(&p->mutex);
-	strlcpy(p->state, "stopped", sizeof(p->state));
-	p->pid = 0;
-	p->oldest_pending = 0;
-	SpinLockRelease(&p->mutex);
-}
-
 /*
  * GuidPublisherMain: entry point of the publisher worker.
  */
 void
 GuidPublisherMain(Datum main_arg)
 {
-	GuidPublisherShared *p;
 	MemoryContext session_cxt;
 	long		backoff = PUB_BACKOFF_MIN_MS;
 
@@ -1020,11 +936,7 @@ GuidPublisherMain(Datum main_arg)
 
 	if (GuidState == NULL)
 		elog(ERROR, "guid shared memory is not initialised");
-	p = &GuidState->pub;
-	SpinLockAcquire(&p->mutex);
-	p->pid = MyProcPid;
-	SpinLockRelease(&p->mutex);
-	before_shmem_exit(pub_detach, (Datum) 0);
+	PubAttach();
 
 	session_cxt = AllocSetContextCreate(TopMemoryContext, "guid publisher session",
 										ALLOCSET_DEFAULT_SIZES);
@@ -1044,7 +956,7 @@ GuidPublisherMain(Datum main_arg)
 		streamed = pub_session(s);
 		fenced = s->ks != NULL && KafkaSinkFenced(s->ks);
 		if (fenced)
-			pub_fail(WARNING, "fenced: another producer started with transactional.id %s; "
+			PubFail(WARNING, "fenced: another producer started with transactional.id %s; "
 					 "if a copy of this cluster publishes too, stop one of them. Retrying in %d s",
 					 s->tid, PUB_FENCED_BACKOFF_MS / 1000);
 
@@ -1056,11 +968,7 @@ GuidPublisherMain(Datum main_arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(session_cxt);
 
-		SpinLockAcquire(&p->mutex);
-		if (strcmp(p->state, "gap") != 0 && strcmp(p->state, "error") != 0)
-			strlcpy(p->state, "retrying", sizeof(p->state));
-		p->oldest_pending = 0;
-		SpinLockRelease(&p->mutex);
+		PubRetrying();
 
 		backoff = streamed ? PUB_BACKOFF_MIN_MS : Min(backoff * 2, PUB_BACKOFF_MAX_MS);
 		pub_wait(NULL, fenced ? PUB_FENCED_BACKOFF_MS : backoff);
