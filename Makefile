@@ -25,6 +25,8 @@ OBJS = \
 	coordinator/publisher_settings.o \
 	coordinator/publisher_status.o \
 	coordinator/publisher.o \
+	coordinator/publisher_kafka.o \
+	coordinator/repl_client.o \
 	coordinator/kafka_sink.o \
 	coordinator/zk_lease.o \
 	coordinator/redis_idem.o
