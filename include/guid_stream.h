@@ -2,8 +2,8 @@
  *
  * guid_stream.h
  *		The audit stream's formats: the messages the "guid" output plugin
- *		(coordinator/decoder.c) writes and the publisher
- *		(coordinator/publisher.c) reads, and the names and limits
+ *		(coordinator/decoder.c) writes and the publisher's replication
+ *		client (coordinator/repl_client.c) reads, and the names and limits
  *		of the Kafka topics the publisher writes.
  *
  * The output plugin writes, for each committed transaction that inserted
