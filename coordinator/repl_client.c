@@ -43,6 +43,15 @@
 #define REPL_CONNECT_MS			30000
 
 /*
+ * The walsender's CopyData messages (PostgreSQL's streaming replication
+ * protocol): XLogData is 'w' start(8) end(8) send_time(8) and one message
+ * of the output plugin; a keepalive is 'k' end(8) send_time(8) reply(1).
+ */
+#define REPL_XLOGDATA_HEADER_LEN	25
+#define REPL_KEEPALIVE_LEN			18
+#define REPL_KEEPALIVE_REPLY		17
+
+/*
  * ReplSendStatus: send a standby status update: everything up to
  * s->checkpoint is done.  Unless force, only when something changed, the
  * walsender asked for a reply, or PUB_STATUS_MS passed.  Returns false
@@ -385,15 +394,16 @@ ReplRead(PubSession *s, bool *drained)
 			PQclear(res);
 			return false;
 		}
-		if (buf[0] == 'w' && len > 25)
-			ok = repl_decoded(s, buf + 25, len - 25);
-		else if (buf[0] == 'k' && len >= 18)
+		if (buf[0] == 'w' && len > REPL_XLOGDATA_HEADER_LEN)
+			ok = repl_decoded(s, buf + REPL_XLOGDATA_HEADER_LEN,
+							  len - REPL_XLOGDATA_HEADER_LEN);
+		else if (buf[0] == 'k' && len >= REPL_KEEPALIVE_LEN)
 		{
 			XLogRecPtr	end = GuidStreamGet64(buf + 1);
 
 			if (end > s->server_end)
 				s->server_end = end;
-			if (buf[17])
+			if (buf[REPL_KEEPALIVE_REPLY])
 				s->reply_wanted = true;
 		}
 		PQfreemem(buf);
