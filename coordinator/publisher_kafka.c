@@ -14,10 +14,10 @@
  * s->checkpoint, the position the slot is confirmed to, moves only after
  * that commit succeeded.
  *
- * Every librdkafka call is a short step (PUB_STEP_MS) repeated while it is
- * retriable, with standby status updates and CHECK_FOR_INTERRUPTS() in
- * between, so that a slow Kafka neither blocks signals nor lets the
- * walsender time the connection out.
+ * Every librdkafka call is short (a step of PUB_STEP_MS, or a produce that
+ * does not block) and repeated while it is retriable, with standby status
+ * updates and CHECK_FOR_INTERRUPTS() in between, so that a slow Kafka
+ * neither blocks signals nor lets the walsender time the connection out.
  *
  * What this file must not do: read the replication stream or decide when
  * a session starts or ends (coordinator/publisher.c), or raise an error:
