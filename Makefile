@@ -33,7 +33,11 @@ OBJS = \
 	coordinator/lease_hold.o \
 	coordinator/lease_zk.o \
 	coordinator/decoder.o \
+	coordinator/publisher_settings.o \
+	coordinator/publisher_status.o \
 	coordinator/publisher.o \
+	coordinator/publisher_kafka.o \
+	coordinator/repl_client.o \
 	coordinator/kafka_sink.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)

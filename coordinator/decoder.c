@@ -12,8 +12,10 @@
  *		'I' guid(8) key_len(4) key value		(once per row)
  *		'C' end_lsn(8)
  *
- * in network byte order.  key is the row's service (the Kafka message key)
- * and value its JSON, made here with PostgreSQL's own escape_json():
+ * in network byte order, with the writers of include/guid_stream.h, which
+ * defines the format for both sides.  key is the row's service (the Kafka
+ * message key) and value its JSON, made here with PostgreSQL's own
+ * escape_json():
  *
  *		{"guid":"<decimal>","node_id":N,"system_identifier":"<decimal>",
  *		 "guid_node_id":N,"created_at":"<RFC 3339, UTC>","service":"...",
@@ -56,7 +58,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
-#include "libpq/pqformat.h"
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
 #include "utils/builtins.h"
@@ -69,7 +70,8 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "guid.h"
+#include "guid_core.h"
+#include "guid_stream.h"
 
 typedef struct DecoderState
 {
@@ -165,10 +167,8 @@ decoder_write_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	DecoderState *st = ctx->output_plugin_private;
 
 	OutputPluginPrepareWrite(ctx, false);
-	pq_sendbyte(ctx->out, 'B');
-	pq_sendint64(ctx->out, txn->end_lsn);
-	pq_sendint32(ctx->out, txn->xid);
-	pq_sendint64(ctx->out, txn->xact_time.commit_time);
+	GuidStreamWriteBegin(ctx->out, txn->end_lsn, txn->xid,
+						 txn->xact_time.commit_time);
 	OutputPluginWrite(ctx, false);
 	st->xact_started = true;
 }
@@ -187,8 +187,7 @@ decoder_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	}
 	OutputPluginUpdateProgress(ctx, false);
 	OutputPluginPrepareWrite(ctx, true);
-	pq_sendbyte(ctx->out, 'C');
-	pq_sendint64(ctx->out, txn->end_lsn);
+	GuidStreamWriteCommit(ctx->out, txn->end_lsn);
 	OutputPluginWrite(ctx, true);
 	st->xact_started = false;
 }
@@ -402,11 +401,8 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (!st->xact_started)
 		decoder_write_begin(ctx, txn);
 	OutputPluginPrepareWrite(ctx, true);
-	pq_sendbyte(ctx->out, 'I');
-	pq_sendint64(ctx->out, id);
-	pq_sendint32(ctx->out, strlen(service));
-	pq_sendbytes(ctx->out, service, strlen(service));
-	pq_sendbytes(ctx->out, st->json.data, st->json.len);
+	GuidStreamWriteRow(ctx->out, id, service, strlen(service),
+					   st->json.data, st->json.len);
 	OutputPluginWrite(ctx, true);
 
 	MemoryContextSwitchTo(old);

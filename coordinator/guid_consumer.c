@@ -16,9 +16,8 @@
  *	  NOTHING): the publisher is exactly once, but a consumer must not rely
  *	  on one producer only.
  *
- * With --redis, a Redis SET NX EX filter of processed guids sits in front of
- * the PostgreSQL dedupe as a fast path (keys guid:seen:<name>:<table>:<guid>):
- * a guid Redis has seen skips its
+ * With --redis, a Redis SET NX EX filter of processed guids (keys
+ * guid:seen:<name>:<table>:<guid>) lets a guid Redis has seen skip its
  * insert.  Keys are written only after the PostgreSQL commit, so Redis never
  * claims a guid whose row rolled back; if Redis is down or forgets, the
  * PostgreSQL dedupe still holds.
@@ -33,9 +32,8 @@
  *	- partitions added to the topic while it runs are consumed from their
  *	  start (the partition count is read again every PARTITION_CHECK_MS).
  *
- * --table (and --schema) are quoted as identifiers, taken literally (case,
- * spaces and quotes kept); --name is only ever a parameter or a Redis
- * argument, never pasted into a command.
+ * --table and --schema are quoted as identifiers, taken literally; --name is
+ * only ever a parameter or a Redis argument, never pasted into a command.
  *
  * Usage:
  *	guid_consumer --brokers HOST:PORT --topic T --conninfo 'dbname=...'
@@ -44,9 +42,7 @@
  *		[--idle-exit SECONDS] [--batch N] [--latency]
  *
  * --latency prints p50/p99 of (arrival - created_at) in ms at exit, for
- * `make bench`; --latency-only does only that, from the end of the topic,
- * without PostgreSQL.
- *
+ * `make bench`; --latency-only does only that, without PostgreSQL.
  *-------------------------------------------------------------------------
  */
 #define _GNU_SOURCE

@@ -12,7 +12,7 @@
  * START_REPLICATION on the slot guid.slot_name with the "guid" output plugin
  * (coordinator/decoder.c), which sends only committed transactions that
  * inserted audit rows, each whole: 'B', one 'I' per row, 'C' with the end
- * LSN of the commit record.
+ * LSN of the commit record (the format is include/guid_stream.h's).
  *
  * Rows go into an open Kafka transaction as they arrive.  When the stream
  * has nothing more for the moment and no PostgreSQL transaction is half
@@ -66,6 +66,19 @@
  * session starts after a backoff (no crash loop).  The producer is created
  * here, never in the postmaster.
  *
+ * Files
+ * -----
+ * This file is the worker: GuidPublisherMain, the start of a session (a
+ * new producer, the checkpoint read back and held against the slot), its
+ * loop (when to commit, when to confirm idle WAL), and the backoff and
+ * fencing between sessions.  It neither produces to Kafka nor speaks the
+ * replication protocol itself: the Kafka transactions are
+ * coordinator/publisher_kafka.c's, the replication connection and the
+ * parsing of the stream coordinator/repl_client.c's, every write to
+ * guid.status coordinator/publisher_status.c's, and the settings
+ * coordinator/publisher_settings.c's (coordinator/publisher_int.h is what
+ * they share).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -73,17 +86,12 @@
 #include <libpq-fe.h>
 
 #include "access/xlog.h"
-#include "access/xlogdefs.h"
 #include "libpq/pqsignal.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "postmaster/postmaster.h"
-#include "replication/slot.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -93,248 +101,59 @@
 #include "guid_core.h"
 #include "guid_stream.h"
 #include "guid_worker.h"
-
-/* Kafka's longest topic name, and what the checkpoint topic appends. */
-#define GUID_KAFKA_TOPIC_MAX	249
-#define GUID_CHECKPOINT_SUFFIX	"_checkpoints"
 #include "kafka_sink.h"
+#include "publisher_int.h"
 
-/* A Kafka transaction is committed at the first PostgreSQL transaction
- * boundary after this many rows, even while more are arriving. */
-#define PUB_BATCH_ROWS			20000
-/* librdkafka steps, ms */
-#define PUB_STEP_MS				200
 /* Confirm idle WAL at most this often, ms */
 #define PUB_IDLE_CONFIRM_MS		10000
-/* Standby status updates at least this often, ms */
-#define PUB_STATUS_MS			1000
 /* Backoff between sessions, ms */
 #define PUB_BACKOFF_MIN_MS		500
 #define PUB_BACKOFF_MAX_MS		10000
 /* ... and after being fenced by another producer with our transactional.id */
 #define PUB_FENCED_BACKOFF_MS	5000
-/* Repeat an unchanged error or the retained-WAL warning this often, ms */
-#define PUB_WARN_MS				60000
 
-#define PUB_CHECKPOINT_INIT		"init"
-/* Connecting to this server may take this long, ms */
-#define PUB_CONNECT_MS			30000
-
-char	   *guid_kafka_topic = NULL;
-char	   *guid_kafka_properties = NULL;
-static char *guid_kafka_properties_file = NULL;
-char	   *guid_publisher_conninfo = NULL;
-#ifdef GUID_FAULT_INJECTION
-/* Built into test builds only (make GUID_FAULT_INJECTION=1, as make test does). */
-static char *guid_publisher_test_pause = NULL;
-#endif
-
-typedef struct PubSession
-{
-	KafkaSink  *ks;
-	PGconn	   *conn;
-	bool		copying;		/* START_REPLICATION is running on conn */
-	char		tid[NAMEDATALEN * 3];	/* transactional.id = checkpoint key */
-	char		ckpt_topic[GUID_KAFKA_TOPIC_MAX + 1];
-	XLogRecPtr	checkpoint;		/* last end LSN committed to Kafka */
-	XLogRecPtr	confirmed;		/* last LSN sent as flushed */
-	XLogRecPtr	server_end;		/* walsender position from keepalives */
-	bool		in_xact;		/* between 'B' and 'C' */
-	XLogRecPtr	xact_end;		/* end LSN of that transaction */
-	bool		skipping;		/* that transaction is already in Kafka */
-	bool		kafka_open;		/* a Kafka transaction is open */
-	XLogRecPtr	pending_end;	/* end LSN of the last whole transaction in
-								 * the open Kafka transaction */
-	uint64		batch_rows;
-	uint64		batch_xacts;
-	TimestampTz last_status;
-	TimestampTz last_idle_confirm;
-	bool		reply_wanted;
-} PubSession;
-
-/* guid.status's view of the publisher: only this process writes it; every
- * change is made to pub_status, then copied to the area. */
-static GuidStatusArea *pub_status_area = NULL;
-static StreamStatus pub_status;
-
-#define pub_status_publish() GuidStatusWrite(pub_status_area, &pub_status)
-
-/* What was last logged, to log a repeated error once a minute only. */
-static char pub_logged[GUID_ERROR_LEN];
-static TimestampTz pub_logged_at = 0;
+/* When the retained-WAL warning was last logged; 0 once streaming starts. */
 static TimestampTz pub_warned_lag_at = 0;
 
-/*
- * A Kafka topic name, as Kafka checks it: 1 to 249 of [a-zA-Z0-9._-], not
- * "." or "..", and room for the checkpoint topic's suffix.
- */
-static bool
-pub_check_topic(char **newval, void **extra, GucSource source)
-{
-	const char *p;
-	size_t		len = strlen(*newval);
-
-	if (len == 0 || len > GUID_KAFKA_TOPIC_MAX - strlen(GUID_CHECKPOINT_SUFFIX))
-	{
-		GUC_check_errdetail("A topic name has 1 to %d characters here: Kafka allows %d, and \"%s\" is appended for the checkpoint topic.",
-							(int) (GUID_KAFKA_TOPIC_MAX - strlen(GUID_CHECKPOINT_SUFFIX)),
-							GUID_KAFKA_TOPIC_MAX, GUID_CHECKPOINT_SUFFIX);
-		return false;
-	}
-	if (strcmp(*newval, ".") == 0 || strcmp(*newval, "..") == 0)
-	{
-		GUC_check_errdetail("Kafka does not allow the topic names \".\" and \"..\".");
-		return false;
-	}
-	for (p = *newval; *p; p++)
-		if (!(isalnum((unsigned char) *p) || *p == '.' || *p == '_' || *p == '-'))
-		{
-			GUC_check_errdetail("A Kafka topic name contains only ASCII letters, digits, \".\", \"_\" and \"-\".");
-			return false;
-		}
-	return true;
-}
-
-/* Does a librdkafka property list name a credential? */
-static bool
-pub_properties_hold_secret(const char *properties)
-{
-	static const char *const secret_words[] = {"password", "secret", "sasl.jaas", "ssl.key", "token"};
-	char	   *lower;
-	bool		found = false;
-	int			i;
-
-	if (properties == NULL || properties[0] == '\0')
-		return false;
-	lower = pstrdup(properties);
-	for (i = 0; lower[i]; i++)
-		lower[i] = pg_tolower((unsigned char) lower[i]);
-	for (i = 0; i < (int) lengthof(secret_words) && !found; i++)
-		found = strstr(lower, secret_words[i]) != NULL;
-	pfree(lower);
-	return found;
-}
-
-/* The first snapshot, at server start: nothing waiting yet. */
-static void
-pub_status_init(void *status)
-{
-	((StreamStatus *) status)->caught_up_at = GetCurrentTimestamp();
-}
-
-/*
- * PublisherInit: the publisher's settings; register the worker when
- * guid.kafka_brokers is set.
- */
-void
-PublisherInit(void)
-{
-	BackgroundWorker worker;
-
-#ifdef GUID_FAULT_INJECTION
-	DefineCustomStringVariable("guid.publisher_test_pause",
-							   gettext_noop("For fault tests only: the publisher waits at this step (before_produce, before_commit, before_confirm)."),
-							   NULL, &guid_publisher_test_pause, "",
-							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
-#endif
-
-	/* The rest take effect at server start only, as the worker does. */
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	pub_status_area = GuidStatusRegister(STREAM_STATUS_AREA, sizeof(StreamStatus),
-										 pub_status_init);
-
-	DefineCustomStringVariable("guid.kafka_topic",
-							   gettext_noop("Kafka topic of the audit stream; checkpoints go to <topic>_checkpoints."),
-							   NULL, &guid_kafka_topic, "guid_assignments",
-							   PGC_POSTMASTER, 0, pub_check_topic, NULL, NULL);
-	DefineCustomStringVariable("guid.kafka_properties",
-							   gettext_noop("Extra librdkafka settings for the publisher, name=value separated by \";\" (SASL, TLS, ...)."),
-							   NULL, &guid_kafka_properties, "",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
-	DefineCustomStringVariable("guid.kafka_properties_file",
-							   gettext_noop("File of librdkafka settings for the publisher, one name=value a line (SASL credentials, TLS keys); only the server's OS user may read it."),
-							   gettext_noop("Read at each publisher session, after guid.kafka_properties."),
-							   &guid_kafka_properties_file, "",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	if (pub_properties_hold_secret(guid_kafka_properties))
-		ereport(WARNING,
-				(errmsg("guid.kafka_properties holds credentials that every role with pg_read_all_settings can read"),
-				 errhint("Move the SASL and TLS secrets to a file only the server's OS user can read, and name it in guid.kafka_properties_file; secrets in guid.kafka_properties are refused in a later release.")));
-	DefineCustomStringVariable("guid.publisher_conninfo",
-							   gettext_noop("Extra libpq settings for the publisher's replication connection to this server (user, password, ...)."),
-							   NULL, &guid_publisher_conninfo, "",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
-
-	if (!GuidStreamConfigured())
-		return;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	strlcpy(worker.bgw_library_name, "guid", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "GuidPublisherMain", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "guid publisher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "guid publisher", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
-}
-
 /* ----------
- * Status
+ * Waiting
  * ----------
  */
-static void
-pub_set_state(const char *state)
+
+/* PubProcessInterrupts: die on SIGTERM, reload the settings on SIGHUP. */
+void
+PubProcessInterrupts(void)
 {
-	StreamStatus *p = &pub_status;
-
-	strlcpy(p->state, state, sizeof(p->state));
-	pub_status_publish();
-}
-
-/* pub_fail: record an error for guid.status and log it (an unchanged one
- * at most once a minute). */
-static void
-pub_fail(int elevel, const char *fmt,...)
-{
-	StreamStatus *p = &pub_status;
-	char		msg[GUID_ERROR_LEN];
-	va_list		ap;
-	TimestampTz now = GetCurrentTimestamp();
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-
-	strlcpy(p->error, msg, sizeof(p->error));
-	pub_status_publish();
-
-	if (strcmp(msg, pub_logged) != 0 ||
-		TimestampDifferenceExceeds(pub_logged_at, now, PUB_WARN_MS))
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
 	{
-		ereport(elevel,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("guid publisher: %s", msg)));
-		strlcpy(pub_logged, msg, sizeof(pub_logged));
-		pub_logged_at = now;
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
 	}
 }
 
-static void
-pub_clear_error(void)
+/* PubWait: sleep up to ms on the latch (and the connection's socket, if
+ * s has one). */
+void
+PubWait(PubSession *s, long ms)
 {
-	StreamStatus *p = &pub_status;
+	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+	pgsocket	sock = PGINVALID_SOCKET;
 
-	p->error[0] = '\0';
-	pub_status_publish();
-	pub_logged[0] = '\0';
+	if (s && s->conn && PQsocket(s->conn) >= 0)
+	{
+		events |= WL_SOCKET_READABLE;
+		sock = PQsocket(s->conn);
+	}
+	(void) WaitLatchOrSocket(MyLatch, events, sock, ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	PubProcessInterrupts();
 }
 
-/* While nothing can be published, warn once a minute about retained WAL. */
-static void
-pub_warn_lag(PubSession *s)
+/* PubWarnLag: while nothing can be published, warn once a minute about
+ * retained WAL. */
+void
+PubWarnLag(PubSession *s)
 {
 	XLogRecPtr	confirmed;
 	TimestampTz now = GetCurrentTimestamp();
@@ -358,550 +177,9 @@ pub_warn_lag(PubSession *s)
 }
 
 /* ----------
- * Waiting
+ * The session
  * ----------
  */
-static void
-pub_process_interrupts(void)
-{
-	CHECK_FOR_INTERRUPTS();
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
-}
-
-/* Sleep up to ms on the latch (and the connection's socket, if any). */
-static void
-pub_wait(PubSession *s, long ms)
-{
-	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
-	pgsocket	sock = PGINVALID_SOCKET;
-
-	if (s && s->conn && PQsocket(s->conn) >= 0)
-	{
-		events |= WL_SOCKET_READABLE;
-		sock = PQsocket(s->conn);
-	}
-	(void) WaitLatchOrSocket(MyLatch, events, sock, ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	pub_process_interrupts();
-}
-
-/* ----------
- * The replication connection
- * ----------
- */
-
-/* Send a standby status update: everything up to s->checkpoint is done. */
-static bool
-pub_send_status(PubSession *s, bool force)
-{
-	char		buf[1 + 8 * 4 + 1];
-	char	   *p = buf;
-	TimestampTz now = GetCurrentTimestamp();
-	uint64		v;
-	int			i;
-
-	if (s->conn == NULL || !s->copying)
-		return true;
-	if (!force && !s->reply_wanted && s->confirmed == s->checkpoint &&
-		!TimestampDifferenceExceeds(s->last_status, now, PUB_STATUS_MS))
-		return true;
-
-	*p++ = 'r';
-	for (i = 0; i < 4; i++)
-	{
-		v = i < 3 ? (uint64) s->checkpoint : (uint64) now;
-		v = pg_hton64(v);
-		memcpy(p, &v, 8);
-		p += 8;
-	}
-	*p++ = 0;
-	if (PQputCopyData(s->conn, buf, p - buf) <= 0 || PQflush(s->conn) < 0)
-	{
-		pub_fail(LOG, "replication connection: %s", PQerrorMessage(s->conn));
-		return false;
-	}
-	s->confirmed = s->checkpoint;
-	s->last_status = now;
-	s->reply_wanted = false;
-	return true;
-}
-
-/* Wait for the result of a command sent with PQsendQuery.  NULL on a lost
- * connection. */
-static PGresult *
-pub_result(PubSession *s)
-{
-	while (PQisBusy(s->conn))
-	{
-		pub_wait(s, 1000);
-		if (!PQconsumeInput(s->conn))
-			return NULL;
-	}
-	return PQgetResult(s->conn);
-}
-
-/* Run a replication command; returns its result (caller clears) or NULL
- * after reporting the error. */
-static PGresult *
-pub_exec(PubSession *s, const char *command, ExecStatusType expect)
-{
-	PGresult   *res;
-	PGresult   *extra;
-
-	if (!PQsendQuery(s->conn, command))
-	{
-		pub_fail(LOG, "could not send \"%s\": %s", command, PQerrorMessage(s->conn));
-		return NULL;
-	}
-	res = pub_result(s);
-	if (res == NULL || PQresultStatus(res) != expect)
-	{
-		pub_fail(LOG, "\"%s\" failed: %s", command,
-				 res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
-		PQclear(res);
-		while ((extra = PQgetResult(s->conn)) != NULL)
-			PQclear(extra);
-		return NULL;
-	}
-	if (expect != PGRES_COPY_BOTH)
-		while ((extra = pub_result(s)) != NULL)
-			PQclear(extra);
-	return res;
-}
-
-/* value with ' and \ escaped, for a single-quoted conninfo value */
-static char *
-pub_conninfo_quote(const char *value)
-{
-	StringInfoData buf;
-	const char *p;
-
-	initStringInfo(&buf);
-	for (p = value; *p; p++)
-	{
-		if (*p == '\'' || *p == '\\')
-			appendStringInfoChar(&buf, '\\');
-		appendStringInfoChar(&buf, *p);
-	}
-	return buf.data;
-}
-
-/* Connect to this server for replication, without blocking the latch; give
- * up after PUB_CONNECT_MS. */
-static bool
-pub_connect(PubSession *s)
-{
-	char	   *socket_dir = NULL;
-	char	   *conninfo;
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	TimestampTz start = GetCurrentTimestamp();
-
-	if (Unix_socket_directories && Unix_socket_directories[0] != '\0')
-	{
-		char	   *comma;
-
-		socket_dir = pstrdup(Unix_socket_directories);
-		comma = strchr(socket_dir, ',');
-		if (comma)
-			*comma = '\0';
-	}
-	conninfo = psprintf("host='%s' port=%d dbname='%s' replication=database "
-						"application_name='guid publisher' %s",
-						pub_conninfo_quote(socket_dir ? socket_dir : "localhost"), PostPortNumber,
-						pub_conninfo_quote(guid_database), guid_publisher_conninfo);
-	s->conn = PQconnectStart(conninfo);
-	pfree(conninfo);
-	if (s->conn == NULL)
-	{
-		pub_fail(LOG, "out of memory connecting to this server");
-		return false;
-	}
-	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED)
-	{
-		int			events = st == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
-
-		if (PQstatus(s->conn) == CONNECTION_BAD)
-			break;
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), PUB_CONNECT_MS))
-		{
-			pub_fail(LOG, "replication connection to database \"%s\" timed out", guid_database);
-			return false;
-		}
-		(void) WaitLatchOrSocket(MyLatch, events | WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 PQsocket(s->conn), 1000, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		pub_process_interrupts();
-		st = PQconnectPoll(s->conn);
-	}
-	if (PQstatus(s->conn) != CONNECTION_OK)
-	{
-		pub_fail(LOG, "replication connection to database \"%s\" failed: %s",
-				 guid_database, PQerrorMessage(s->conn));
-		return false;
-	}
-	return true;
-}
-
-/* ----------
- * Kafka steps
- * ----------
- */
-
-/*
- * pub_retry: repeat a librdkafka step while it is retriable, keeping the
- * replication connection alive.  Returns the final status.
- */
-typedef KafkaStatus (*PubStep) (PubSession *s, char *err, size_t errlen);
-
-static KafkaStatus
-pub_retry(PubSession *s, PubStep step, const char *what)
-{
-	char		err[GUID_ERROR_LEN];
-	KafkaStatus st;
-
-	for (;;)
-	{
-		st = step(s, err, sizeof(err));
-		if (st != KAFKA_RETRY)
-			break;
-		KafkaSinkPoll(s->ks);
-		if (KafkaSinkLastError(s->ks)[0] != '\0')
-			pub_fail(LOG, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers,
-					 KafkaSinkLastError(s->ks));
-		else
-			pub_fail(DEBUG1, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers, err);
-		pub_warn_lag(s);
-		if (!pub_send_status(s, false))
-			return KAFKA_FATAL;
-		pub_process_interrupts();
-	}
-	if (st != KAFKA_OK)
-		pub_fail(LOG, "%s", err);
-	return st;
-}
-
-static KafkaStatus
-pub_step_init(PubSession *s, char *err, size_t errlen)
-{
-	return KafkaSinkInitTransactions(s->ks, PUB_STEP_MS * 5, err, errlen);
-}
-
-static KafkaStatus
-pub_step_commit(PubSession *s, char *err, size_t errlen)
-{
-	return KafkaSinkCommit(s->ks, PUB_STEP_MS, err, errlen);
-}
-
-static KafkaStatus
-pub_step_topics(PubSession *s, char *err, size_t errlen)
-{
-	KafkaStatus st = KafkaSinkEnsureTopic(s->ks, guid_kafka_topic, false, 5000, err, errlen);
-
-	if (st == KAFKA_OK)
-		st = KafkaSinkEnsureTopic(s->ks, s->ckpt_topic, true, 5000, err, errlen);
-	return st;
-}
-
-/* Produce one message, waiting while librdkafka's queue is full. */
-static bool
-pub_produce(PubSession *s, const char *topic, int32 partition,
-			const char *key, size_t keylen, const char *value, size_t len,
-			const char *lsn)
-{
-	char		err[GUID_ERROR_LEN];
-	KafkaStatus st;
-
-	while ((st = KafkaSinkProduce(s->ks, topic, partition, key, keylen, value, len,
-								  lsn, err, sizeof(err))) == KAFKA_RETRY)
-	{
-		KafkaSinkPoll(s->ks);
-		pub_wait(NULL, 10);
-		if (!pub_send_status(s, false))
-			return false;
-	}
-	if (st != KAFKA_OK)
-	{
-		pub_fail(LOG, "%s", err);
-		return false;
-	}
-	return true;
-}
-
-#ifdef GUID_FAULT_INJECTION
-/*
- * pub_pause: for fault tests, wait here while guid.publisher_test_pause
- * names this step.
- */
-static void
-pub_pause(PubSession *s, const char *step)
-{
-	char		state[48];
-
-	if (guid_publisher_test_pause == NULL || strcmp(guid_publisher_test_pause, step) != 0)
-		return;
-	snprintf(state, sizeof(state), "paused %s", step);
-	pub_set_state(state);
-	ereport(LOG, (errmsg_internal("guid publisher: paused %s", step)));
-	while (strcmp(guid_publisher_test_pause, step) == 0)
-	{
-		(void) pub_send_status(s, false);
-		pub_wait(NULL, 100);
-	}
-	pub_set_state("streaming");
-}
-#else
-#define pub_pause(s, step) ((void) 0)
-#endif
-
-/*
- * pub_commit: put the checkpoint end_lsn in the open Kafka transaction,
- * commit it, then confirm end_lsn to the slot.  Returns false after
- * reporting a failure (the session must end).
- */
-static bool
-pub_commit(PubSession *s, XLogRecPtr end_lsn)
-{
-	StreamStatus *p = &pub_status;
-	char		lsn[32];
-	TimestampTz start;
-	TimestampTz now;
-	double		ms;
-
-	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(end_lsn));
-	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid), lsn, strlen(lsn), NULL))
-		return false;
-
-	pub_pause(s, "before_commit");
-	start = GetCurrentTimestamp();
-	if (pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
-		return false;
-	now = GetCurrentTimestamp();
-	ms = (double) (now - start) / 1000.0;
-
-	s->kafka_open = false;
-	s->checkpoint = end_lsn;
-	p->rows += s->batch_rows;
-	p->xacts += s->batch_xacts;
-	p->commits++;
-	p->published_lsn = end_lsn;
-	p->oldest_pending = 0;
-	p->caught_up_at = now;
-	p->commit_ms = ms;
-	pub_status_publish();
-	s->batch_rows = s->batch_xacts = 0;
-	pub_clear_error();
-
-	pub_pause(s, "before_confirm");
-	return pub_send_status(s, true);
-}
-
-/* A Kafka transaction holding only a checkpoint: confirm idle WAL. */
-static bool
-pub_confirm_idle(PubSession *s, XLogRecPtr end_lsn)
-{
-	char		err[GUID_ERROR_LEN];
-
-	if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
-	{
-		pub_fail(LOG, "%s", err);
-		return false;
-	}
-	s->kafka_open = true;
-	return pub_commit(s, end_lsn);
-}
-
-/* ----------
- * The stream
- * ----------
- */
-static uint64
-pub_get64(const char *p)
-{
-	uint64		v;
-
-	memcpy(&v, p, 8);
-	return pg_ntoh64(v);
-}
-
-static uint32
-pub_get32(const char *p)
-{
-	uint32		v;
-
-	memcpy(&v, p, 4);
-	return pg_ntoh32(v);
-}
-
-/* Handle one message from the decoder.  Returns false on failure. */
-static bool
-pub_decoded(PubSession *s, const char *m, int len)
-{
-	StreamStatus *p = &pub_status;
-	char		err[GUID_ERROR_LEN];
-
-	switch (m[0])
-	{
-		case 'B':
-			{
-				XLogRecPtr	end_lsn;
-				TimestampTz commit_time;
-
-				if (len < 21)
-					break;
-				end_lsn = pub_get64(m + 1);
-				commit_time = (TimestampTz) pub_get64(m + 13);
-				s->in_xact = true;
-				s->xact_end = end_lsn;
-				s->skipping = end_lsn <= s->checkpoint;
-				if (s->skipping)
-					return true;
-				pub_pause(s, "before_produce");
-				if (!s->kafka_open)
-				{
-					if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
-					{
-						pub_fail(LOG, "%s", err);
-						return false;
-					}
-					s->kafka_open = true;
-					p->oldest_pending = commit_time;
-					pub_status_publish();
-				}
-				return true;
-			}
-		case 'I':
-			{
-				uint32		keylen;
-				char		lsn[32];
-
-				if (len < 13)
-					break;
-				if (s->skipping)
-					return true;
-				keylen = pub_get32(m + 9);
-				if (keylen > (uint32) (len - 13))
-					break;
-				/* the LSN header: the transaction's end LSN, also in the JSON */
-				snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(s->xact_end));
-				return pub_produce(s, guid_kafka_topic, -1, m + 13, keylen,
-								   m + 13 + keylen, len - 13 - keylen, lsn) &&
-					(++s->batch_rows, true);
-			}
-		case 'C':
-			if (len < 9)
-				break;
-			s->in_xact = false;
-			if (!s->skipping)
-			{
-				s->pending_end = pub_get64(m + 1);
-				s->batch_xacts++;
-			}
-			s->skipping = false;
-			return true;
-	}
-	pub_fail(LOG, "malformed message from the guid output plugin (type %c, %d bytes)", m[0], len);
-	return false;
-}
-
-/*
- * pub_undecodable: true if sqlstate, ending the replication stream, is one
- * the output plugin raises for a guid.audit row it cannot decode (a column
- * missing, retyped or null; coordinator/decoder.c).
- */
-static bool
-pub_undecodable(const char *sqlstate)
-{
-	return strcmp(sqlstate, "42703") == 0 ||	/* undefined_column */
-		strcmp(sqlstate, "42804") == 0 ||	/* datatype_mismatch */
-		strcmp(sqlstate, "23502") == 0;	/* not_null_violation */
-}
-
-/*
- * pub_read: take what the walsender sent so far.  Sets *drained when the
- * connection has nothing more right now.  Returns false on failure.
- */
-static bool
-pub_read(PubSession *s, bool *drained)
-{
-	bool		must_read = true;	/* read the socket before the next message */
-	bool		just_read = false;	/* socket read, no message since */
-
-	*drained = false;
-	for (;;)
-	{
-		char	   *buf = NULL;
-		int			len;
-		bool		ok = true;
-
-		if (must_read)
-		{
-			if (!PQconsumeInput(s->conn))
-			{
-				pub_fail(LOG, "replication connection lost: %s", PQerrorMessage(s->conn));
-				return false;
-			}
-			must_read = false;
-			just_read = true;
-		}
-		len = PQgetCopyData(s->conn, &buf, 1);
-		if (len == 0)
-		{
-			/*
-			 * Nothing complete is buffered: read the socket again, so that a
-			 * batch takes everything the walsender sent while we committed
-			 * (one PQconsumeInput reads only what fits in libpq's buffer).
-			 */
-			if (just_read)
-			{
-				*drained = true;
-				return true;
-			}
-			must_read = true;
-			continue;
-		}
-		just_read = false;
-		if (len < 0)
-		{
-			PGresult   *res = PQgetResult(s->conn);
-			const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-
-			if (sqlstate && pub_undecodable(sqlstate))
-			{
-				/* every retry stops at the same row: an operator must act */
-				pub_set_state("error");
-				pub_fail(WARNING, "cannot decode guid.audit after %X/%X: %s",
-						 LSN_FORMAT_ARGS(s->checkpoint),
-						 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
-			}
-			else
-				pub_fail(LOG, "replication stream ended: %s",
-						 res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
-			PQclear(res);
-			return false;
-		}
-		if (buf[0] == 'w' && len > 25)
-			ok = pub_decoded(s, buf + 25, len - 25);
-		else if (buf[0] == 'k' && len >= 18)
-		{
-			XLogRecPtr	end = pub_get64(buf + 1);
-
-			if (end > s->server_end)
-				s->server_end = end;
-			if (buf[17])
-				s->reply_wanted = true;
-		}
-		PQfreemem(buf);
-		if (!ok)
-			return false;
-		/* a large batch: commit at this transaction boundary */
-		if (s->kafka_open && !s->in_xact && s->batch_rows >= PUB_BATCH_ROWS)
-			return true;
-	}
-}
 
 /*
  * pub_check_slot: compare the slot with the Kafka checkpoint (ckpt, found),
@@ -916,15 +194,15 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 	char		plugin[NAMEDATALEN];
 	uint32		hi,
 				lo;
-	bool		init = found && strcmp(ckpt, PUB_CHECKPOINT_INIT) == 0;
+	bool		init = found && strcmp(ckpt, GUID_CHECKPOINT_INIT) == 0;
 
 	if (found && !init)
 	{
 		if (sscanf(ckpt, "%X/%X", &hi, &lo) != 2)
 		{
-			pub_set_state("gap");
-			pub_fail(WARNING, "checkpoint \"%s\" in topic %s is not an LSN; publishing stopped",
-					 ckpt, s->ckpt_topic);
+			PubSetState("gap");
+			PubFail(WARNING, "checkpoint \"%s\" in topic %s is not an LSN; publishing stopped",
+					ckpt, s->ckpt_topic);
 			return false;
 		}
 		ckpt_lsn = ((uint64) hi << 32) | lo;
@@ -932,9 +210,6 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 
 	if (!GuidSlotPosition(guid_slot_name, &slot_lsn, plugin, sizeof(plugin)))
 	{
-		PGresult   *res;
-		char	   *cmd;
-
 		if (found && !init)
 			ereport(WARNING,
 					(errmsg("guid publisher: replication slot \"%s\" does not exist; creating it",
@@ -942,47 +217,16 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 					 errdetail("Kafka holds everything up to %X/%X; audit rows committed after that and before now are not published.",
 							   LSN_FORMAT_ARGS(ckpt_lsn))));
 		/* "init" first: a crash before the real checkpoint is not a gap */
-		s->kafka_open = false;
-		{
-			char		err[GUID_ERROR_LEN];
-
-			if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
-			{
-				pub_fail(LOG, "%s", err);
-				return false;
-			}
-		}
-		s->kafka_open = true;
-		if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid),
-						 PUB_CHECKPOINT_INIT, strlen(PUB_CHECKPOINT_INIT), NULL) ||
-			pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
+		if (!PubCommitInitCheckpoint(s) || !ReplCreateSlot(s, &s->checkpoint))
 			return false;
-		s->kafka_open = false;
-
-		cmd = psprintf("CREATE_REPLICATION_SLOT \"%s\" LOGICAL guid NOEXPORT_SNAPSHOT", guid_slot_name);
-		res = pub_exec(s, cmd, PGRES_TUPLES_OK);
-		pfree(cmd);
-		if (res == NULL)
-			return false;
-		if (sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) != 2)
-		{
-			PQclear(res);
-			pub_fail(LOG, "CREATE_REPLICATION_SLOT returned no consistent point");
-			return false;
-		}
-		PQclear(res);
-		ereport(LOG,
-				(errmsg("guid publisher: created replication slot \"%s\" at %X/%X",
-						guid_slot_name, hi, lo)));
-		s->checkpoint = ((uint64) hi << 32) | lo;
-		return pub_confirm_idle(s, s->checkpoint);
+		return PubConfirmIdle(s, s->checkpoint);
 	}
 
 	if (strcmp(plugin, "guid") != 0)
 	{
-		pub_set_state("error");
-		pub_fail(WARNING, "replication slot \"%s\" uses plugin \"%s\", not \"guid\"; set guid.slot_name to another name",
-				 guid_slot_name, plugin);
+		PubSetState("error");
+		PubFail(WARNING, "replication slot \"%s\" uses plugin \"%s\", not \"guid\"; set guid.slot_name to another name",
+				guid_slot_name, plugin);
 		return false;
 	}
 	if (init)
@@ -990,7 +234,7 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		/* created by a previous session that stopped before its first
 		 * checkpoint: nothing can have been published or confirmed */
 		s->checkpoint = slot_lsn;
-		return pub_confirm_idle(s, slot_lsn);
+		return PubConfirmIdle(s, slot_lsn);
 	}
 	if (!found || slot_lsn > ckpt_lsn)
 	{
@@ -1002,18 +246,18 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		else
 			snprintf(detail, sizeof(detail), "the slot is confirmed to %X/%X and Kafka holds no checkpoint for it",
 					 LSN_FORMAT_ARGS(slot_lsn));
-		pub_set_state("gap");
-		pub_fail(WARNING, "gap: audit rows may be missing from Kafka: %s (key %s in %s); publishing stopped. "
-				 "Drop the slot to start afresh from now, or restore the checkpoint topic",
-				 detail, s->tid, s->ckpt_topic);
+		PubSetState("gap");
+		PubFail(WARNING, "gap: audit rows may be missing from Kafka: %s (key %s in %s); publishing stopped. "
+				"Drop the slot to start afresh from now, or restore the checkpoint topic",
+				detail, s->tid, s->ckpt_topic);
 		return false;
 	}
 	if (ckpt_lsn > GetFlushRecPtr(NULL))
 	{
-		pub_set_state("gap");
-		pub_fail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is ahead of this server's WAL (%X/%X): "
-				 "it was written by another cluster with the same system identifier, or before a restore; publishing stopped",
-				 LSN_FORMAT_ARGS(ckpt_lsn), s->tid, s->ckpt_topic, LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)));
+		PubSetState("gap");
+		PubFail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is ahead of this server's WAL (%X/%X): "
+				"it was written by another cluster with the same system identifier, or before a restore; publishing stopped",
+				LSN_FORMAT_ARGS(ckpt_lsn), s->tid, s->ckpt_topic, LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)));
 		return false;
 	}
 	s->checkpoint = ckpt_lsn;
@@ -1032,11 +276,9 @@ pub_session(PubSession *s)
 	bool		found = false;
 	bool		streamed = false;
 	KafkaStatus st;
-	PGresult   *res;
-	char	   *cmd;
 	char	   *file_properties = NULL;
 
-	pub_set_state("connecting to Kafka");
+	PubSetState("connecting to Kafka");
 	/* Read again for every session, so that rotated credentials are used. */
 	if (guid_kafka_properties_file[0] != '\0')
 	{
@@ -1044,8 +286,8 @@ pub_session(PubSession *s)
 											 err, sizeof(err));
 		if (file_properties == NULL)
 		{
-			pub_set_state("error");
-			pub_fail(WARNING, "%s", err);
+			PubSetState("error");
+			PubFail(WARNING, "%s", err);
 			return false;
 		}
 	}
@@ -1053,45 +295,37 @@ pub_session(PubSession *s)
 							err, sizeof(err));
 	if (s->ks == NULL)
 	{
-		pub_set_state("error");
-		pub_fail(WARNING, "bad Kafka settings (guid.kafka_brokers, guid.kafka_properties, guid.kafka_properties_file): %s",
-				 err);
+		PubSetState("error");
+		PubFail(WARNING, "bad Kafka settings (guid.kafka_brokers, guid.kafka_properties, guid.kafka_properties_file): %s",
+				err);
 		return false;
 	}
-	if (pub_retry(s, pub_step_init, "init_transactions") != KAFKA_OK ||
-		pub_retry(s, pub_step_topics, "creating topics") != KAFKA_OK)
+	if (!PubKafkaStart(s))
 		return false;
 
-	pub_set_state("reading checkpoint");
+	PubSetState("reading checkpoint");
 	while ((st = KafkaSinkReadCheckpoint(guid_kafka_brokers, guid_kafka_properties, file_properties,
 										 s->ckpt_topic, s->tid, ckpt, sizeof(ckpt),
 										 &found, 10000, err, sizeof(err))) == KAFKA_RETRY)
 	{
-		pub_fail(LOG, "%s", err);
-		pub_warn_lag(s);
+		PubFail(LOG, "%s", err);
+		PubWarnLag(s);
 	}
 	if (st != KAFKA_OK)
 	{
-		pub_fail(LOG, "%s", err);
+		PubFail(LOG, "%s", err);
 		return false;
 	}
 
-	pub_set_state("connecting to PostgreSQL");
-	if (!pub_connect(s) || !pub_check_slot(s, ckpt, found))
+	PubSetState("connecting to PostgreSQL");
+	if (!ReplConnect(s) || !pub_check_slot(s, ckpt, found))
 		return false;
 
-	cmd = psprintf("START_REPLICATION SLOT \"%s\" LOGICAL %X/%X",
-				   guid_slot_name, LSN_FORMAT_ARGS(s->checkpoint));
-	res = pub_exec(s, cmd, PGRES_COPY_BOTH);
-	pfree(cmd);
-	if (res == NULL)
+	if (!ReplStart(s))
 		return false;
-	PQclear(res);
-	s->copying = true;
-	s->confirmed = InvalidXLogRecPtr;
 	s->last_idle_confirm = GetCurrentTimestamp();
-	pub_set_state("streaming");
-	pub_clear_error();
+	PubSetState("streaming");
+	PubClearError();
 	ereport(LOG,
 			(errmsg("guid publisher: streaming slot \"%s\" from %X/%X to topic %s (transactional.id %s)",
 					guid_slot_name, LSN_FORMAT_ARGS(s->checkpoint), guid_kafka_topic, s->tid)));
@@ -1102,14 +336,14 @@ pub_session(PubSession *s)
 		bool		drained;
 		TimestampTz now;
 
-		if (!pub_read(s, &drained))
+		if (!ReplRead(s, &drained))
 			return streamed;
 		KafkaSinkPoll(s->ks);
 
 		if (s->kafka_open && !s->in_xact &&
 			(drained || s->batch_rows >= PUB_BATCH_ROWS) && s->batch_xacts > 0)
 		{
-			if (!pub_commit(s, s->pending_end))
+			if (!PubCommit(s, s->pending_end))
 				return streamed;
 			streamed = true;
 			continue;
@@ -1118,34 +352,20 @@ pub_session(PubSession *s)
 		now = GetCurrentTimestamp();
 		if (!s->kafka_open && !s->in_xact)
 		{
-			StreamStatus *p = &pub_status;
-
-			p->caught_up_at = now;
-			pub_status_publish();
+			PubCaughtUp(now);
 			if (s->server_end > s->checkpoint &&
 				TimestampDifferenceExceeds(s->last_idle_confirm, now, PUB_IDLE_CONFIRM_MS))
 			{
 				s->last_idle_confirm = now;
-				if (!pub_confirm_idle(s, s->server_end))
+				if (!PubConfirmIdle(s, s->server_end))
 					return streamed;
 			}
 		}
-		if (!pub_send_status(s, false))
+		if (!ReplSendStatus(s, false))
 			return streamed;
 		if (drained)
-			pub_wait(s, PUB_STATUS_MS);
+			PubWait(s, PUB_STATUS_MS);
 	}
-}
-
-static void
-pub_detach(int code, Datum arg)
-{
-	StreamStatus *p = &pub_status;
-
-	strlcpy(p->state, "stopped", sizeof(p->state));
-	p->pid = 0;
-	p->oldest_pending = 0;
-	pub_status_publish();
 }
 
 /*
@@ -1154,7 +374,6 @@ pub_detach(int code, Datum arg)
 void
 GuidPublisherMain(Datum main_arg)
 {
-	StreamStatus *p;
 	MemoryContext session_cxt;
 	long		backoff = PUB_BACKOFF_MIN_MS;
 
@@ -1164,11 +383,7 @@ GuidPublisherMain(Datum main_arg)
 
 	if (!GuidPreloaded())
 		elog(ERROR, "guid shared memory is not initialised");
-	p = &pub_status;
-	(void) GuidStatusRead(STREAM_STATUS_AREA, p, sizeof(*p));
-	p->pid = MyProcPid;
-	pub_status_publish();
-	before_shmem_exit(pub_detach, (Datum) 0);
+	PubAttach();
 
 	session_cxt = AllocSetContextCreate(TopMemoryContext, "guid publisher session",
 										ALLOCSET_DEFAULT_SIZES);
@@ -1188,9 +403,9 @@ GuidPublisherMain(Datum main_arg)
 		streamed = pub_session(s);
 		fenced = s->ks != NULL && KafkaSinkFenced(s->ks);
 		if (fenced)
-			pub_fail(WARNING, "fenced: another producer started with transactional.id %s; "
-					 "if a copy of this cluster publishes too, stop one of them. Retrying in %d s",
-					 s->tid, PUB_FENCED_BACKOFF_MS / 1000);
+			PubFail(WARNING, "fenced: another producer started with transactional.id %s; "
+					"if a copy of this cluster publishes too, stop one of them. Retrying in %d s",
+					s->tid, PUB_FENCED_BACKOFF_MS / 1000);
 
 		/* A failed session: drop the producer (the next one's
 		 * init_transactions aborts its open transaction) and the stream. */
@@ -1200,12 +415,9 @@ GuidPublisherMain(Datum main_arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(session_cxt);
 
-		if (strcmp(p->state, "gap") != 0 && strcmp(p->state, "error") != 0)
-			strlcpy(p->state, "retrying", sizeof(p->state));
-		p->oldest_pending = 0;
-		pub_status_publish();
+		PubRetrying();
 
 		backoff = streamed ? PUB_BACKOFF_MIN_MS : Min(backoff * 2, PUB_BACKOFF_MAX_MS);
-		pub_wait(NULL, fenced ? PUB_FENCED_BACKOFF_MS : backoff);
+		PubWait(NULL, fenced ? PUB_FENCED_BACKOFF_MS : backoff);
 	}
 }

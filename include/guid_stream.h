@@ -1,7 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * guid_stream.h
- *		The audit stream.
+ *		The audit stream's formats: the messages the "guid" output plugin
+ *		(coordinator/decoder.c) writes and the publisher's replication
+ *		client (coordinator/repl_client.c) reads, and the names and limits
+ *		of the Kafka topics the publisher writes.
+ *
+ * The output plugin writes, for each committed transaction that inserted
+ * into guid.audit, in network byte order:
+ *
+ *		'B' end_lsn(8) xid(4) commit_time(8)
+ *		'I' guid(8) key_len(4) key value		(once per row)
+ *		'C' end_lsn(8)
+ *
+ * end_lsn is the end of the commit record; key is the row's service (the
+ * Kafka message key) and value its JSON (decoder.c says what it holds).
+ * Both sides use the functions below, so that this header alone defines the
+ * format: change it here, and both follow.
+ *
+ * The rows go to the topic guid.kafka_topic; the checkpoint, key the
+ * publisher's transactional.id and value the end LSN ("%X/%X") of the last
+ * transaction in Kafka, or "init" before the first, to
+ * <guid.kafka_topic>_checkpoints.
+ *
+ * Nothing here calls into PostgreSQL beyond pqformat's StringInfo writers:
+ * a backend (the walsender running the plugin) and the publisher worker
+ * both include it.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,8 +34,131 @@
 
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "libpq/pqformat.h"
+#include "port/pg_bswap.h"
 
-/* guid.status's view of the publisher: the status area "publisher". */
+/* Kafka's longest topic name, and what the checkpoint topic appends. */
+#define GUID_KAFKA_TOPIC_MAX	249
+#define GUID_CHECKPOINT_SUFFIX	"_checkpoints"
+/* The checkpoint written before the slot exists (nothing published yet). */
+#define GUID_CHECKPOINT_INIT	"init"
+
+/* Message types */
+#define GUID_STREAM_BEGIN		'B'
+#define GUID_STREAM_ROW			'I'
+#define GUID_STREAM_COMMIT		'C'
+
+/* 'B': type, end_lsn, xid, commit_time */
+#define GUID_STREAM_BEGIN_END_LSN		1
+#define GUID_STREAM_BEGIN_XID			9
+#define GUID_STREAM_BEGIN_COMMIT_TIME	13
+#define GUID_STREAM_BEGIN_LEN			21
+/* 'I': type, guid, key_len, then key_len bytes of key and the value */
+#define GUID_STREAM_ROW_GUID			1
+#define GUID_STREAM_ROW_KEY_LEN			9
+#define GUID_STREAM_ROW_HEADER_LEN		13
+/* 'C': type, end_lsn */
+#define GUID_STREAM_COMMIT_END_LSN		1
+#define GUID_STREAM_COMMIT_LEN			9
+
+/* Read a 64-bit or 32-bit integer in network byte order from p. */
+static inline uint64
+GuidStreamGet64(const char *p)
+{
+	uint64		v;
+
+	memcpy(&v, p, 8);
+	return pg_ntoh64(v);
+}
+
+static inline uint32
+GuidStreamGet32(const char *p)
+{
+	uint32		v;
+
+	memcpy(&v, p, 4);
+	return pg_ntoh32(v);
+}
+
+/* ----------
+ * Writing (the output plugin)
+ * ----------
+ */
+static inline void
+GuidStreamWriteBegin(StringInfo out, XLogRecPtr end_lsn, TransactionId xid,
+					 TimestampTz commit_time)
+{
+	pq_sendbyte(out, GUID_STREAM_BEGIN);
+	pq_sendint64(out, end_lsn);
+	pq_sendint32(out, xid);
+	pq_sendint64(out, commit_time);
+}
+
+static inline void
+GuidStreamWriteRow(StringInfo out, int64 guid, const char *key, uint32 keylen,
+				   const char *value, int valuelen)
+{
+	pq_sendbyte(out, GUID_STREAM_ROW);
+	pq_sendint64(out, guid);
+	pq_sendint32(out, keylen);
+	pq_sendbytes(out, key, keylen);
+	pq_sendbytes(out, value, valuelen);
+}
+
+static inline void
+GuidStreamWriteCommit(StringInfo out, XLogRecPtr end_lsn)
+{
+	pq_sendbyte(out, GUID_STREAM_COMMIT);
+	pq_sendint64(out, end_lsn);
+}
+
+/* ----------
+ * Reading (the replication client).  m[0] is the type; each returns false
+ * if the message of len bytes is too short for its type.
+ * ----------
+ */
+static inline bool
+GuidStreamReadBegin(const char *m, int len, XLogRecPtr *end_lsn,
+					TimestampTz *commit_time)
+{
+	if (len < GUID_STREAM_BEGIN_LEN)
+		return false;
+	*end_lsn = GuidStreamGet64(m + GUID_STREAM_BEGIN_END_LSN);
+	*commit_time = (TimestampTz) GuidStreamGet64(m + GUID_STREAM_BEGIN_COMMIT_TIME);
+	return true;
+}
+
+/* The key and the value of a row; they point into m. */
+static inline bool
+GuidStreamReadRow(const char *m, int len, const char **key, uint32 *keylen,
+				  const char **value, int *valuelen)
+{
+	if (len < GUID_STREAM_ROW_HEADER_LEN)
+		return false;
+	*keylen = GuidStreamGet32(m + GUID_STREAM_ROW_KEY_LEN);
+	if (*keylen > (uint32) (len - GUID_STREAM_ROW_HEADER_LEN))
+		return false;
+	*key = m + GUID_STREAM_ROW_HEADER_LEN;
+	*value = *key + *keylen;
+	*valuelen = len - GUID_STREAM_ROW_HEADER_LEN - *keylen;
+	return true;
+}
+
+static inline bool
+GuidStreamReadCommit(const char *m, int len, XLogRecPtr *end_lsn)
+{
+	if (len < GUID_STREAM_COMMIT_LEN)
+		return false;
+	*end_lsn = GuidStreamGet64(m + GUID_STREAM_COMMIT_END_LSN);
+	return true;
+}
+
+/* ----------
+ * guid.status's view of the publisher: the status area STREAM_STATUS_AREA,
+ * written only by the publisher (coordinator/publisher_status.c).
+ * ----------
+ */
 #define STREAM_STATUS_AREA		"publisher"
 
 typedef struct StreamStatus

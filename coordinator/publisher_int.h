@@ -1,0 +1,114 @@
+/*-------------------------------------------------------------------------
+ *
+ * publisher_int.h
+ *		What the files of the audit stream's publisher share, and nothing
+ *		else: other modules use include/guid.h, and the message format is
+ *		include/guid_stream.h's.
+ *
+ *		publisher.c				the worker: sessions, backoff, fencing
+ *		publisher_kafka.c		the Kafka transaction: rows, checkpoint,
+ *								commit, then confirm
+ *		repl_client.c			the replication connection and its protocol
+ *		publisher_status.c		every write of guid.status's figures
+ *		publisher_settings.c	settings, worker registration, slot lookups
+ *
+ * Everything here runs in the publisher worker only (publisher_settings.c
+ * aside), on one thread: nothing is locked but its status area.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PUBLISHER_INT_H
+#define PUBLISHER_INT_H
+
+#include <libpq-fe.h>
+
+#include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
+
+#include "guid_stream.h"
+#include "kafka_sink.h"
+
+/* A Kafka transaction is committed at the first PostgreSQL transaction
+ * boundary after this many rows, even while more are arriving. */
+#define PUB_BATCH_ROWS			20000
+/* Standby status updates at least this often, ms */
+#define PUB_STATUS_MS			1000
+/* Repeat an unchanged error or the retained-WAL warning this often, ms */
+#define PUB_WARN_MS				60000
+
+/*
+ * One session: a producer and a replication connection, from their creation
+ * to the first failure.  Allocated in the session's memory context.
+ */
+typedef struct PubSession
+{
+	KafkaSink  *ks;
+	PGconn	   *conn;
+	bool		copying;		/* START_REPLICATION is running on conn */
+	char		tid[NAMEDATALEN * 3];	/* transactional.id = checkpoint key */
+	char		ckpt_topic[GUID_KAFKA_TOPIC_MAX + 1];
+	XLogRecPtr	checkpoint;		/* last end LSN committed to Kafka */
+	XLogRecPtr	confirmed;		/* last LSN sent as flushed */
+	XLogRecPtr	server_end;		/* walsender position from keepalives */
+	bool		in_xact;		/* between 'B' and 'C' */
+	XLogRecPtr	xact_end;		/* end LSN of that transaction */
+	bool		skipping;		/* that transaction is already in Kafka */
+	bool		kafka_open;		/* a Kafka transaction is open */
+	XLogRecPtr	pending_end;	/* end LSN of the last whole transaction in
+								 * the open Kafka transaction */
+	uint64		batch_rows;
+	uint64		batch_xacts;
+	TimestampTz last_status;
+	TimestampTz last_idle_confirm;
+	bool		reply_wanted;
+} PubSession;
+
+/* coordinator/publisher_settings.c: settings only the publisher reads (the
+ * shared ones are the core's: guid_core.h) */
+extern char *guid_kafka_topic;
+extern char *guid_kafka_properties;
+extern char *guid_kafka_properties_file;
+extern char *guid_publisher_conninfo;
+#ifdef GUID_FAULT_INJECTION
+extern char *guid_publisher_test_pause;
+#endif
+
+/* coordinator/publisher.c: waiting in the worker */
+extern void PubProcessInterrupts(void);
+extern void PubWait(PubSession *s, long ms);
+extern void PubWarnLag(PubSession *s);
+
+/* coordinator/publisher_kafka.c: the session's Kafka transactions */
+extern bool PubKafkaStart(PubSession *s);
+extern bool PubCommitInitCheckpoint(PubSession *s);
+extern bool PubCommit(PubSession *s, XLogRecPtr end_lsn);
+extern bool PubConfirmIdle(PubSession *s, XLogRecPtr end_lsn);
+extern bool PubOnBegin(PubSession *s, XLogRecPtr end_lsn, TimestampTz commit_time);
+extern bool PubOnRow(PubSession *s, const char *key, uint32 keylen,
+					 const char *value, int valuelen);
+extern void PubOnCommit(PubSession *s, XLogRecPtr end_lsn);
+
+/* coordinator/repl_client.c: the replication connection */
+extern bool ReplConnect(PubSession *s);
+extern bool ReplCreateSlot(PubSession *s, XLogRecPtr *consistent_point);
+extern bool ReplStart(PubSession *s);
+extern bool ReplRead(PubSession *s, bool *drained);
+extern bool ReplSendStatus(PubSession *s, bool force);
+
+/*
+ * coordinator/publisher_status.c: every write of the publisher's figures in
+ * guid.status (its status area)
+ */
+extern void PubStatusInit(void);
+extern void PubSetState(const char *state);
+extern void PubFail(int elevel, const char *fmt,...) pg_attribute_printf(2, 3);
+extern void PubClearError(void);
+extern void PubAttach(void);
+extern void PubDetach(int code, Datum arg);
+extern void PubPending(TimestampTz commit_time);
+extern void PubPublished(uint64 rows, uint64 xacts, XLogRecPtr lsn,
+						 TimestampTz now, double ms);
+extern void PubCaughtUp(TimestampTz now);
+extern void PubRetrying(void);
+
+#endif							/* PUBLISHER_INT_H */

@@ -1,0 +1,302 @@
+/*-------------------------------------------------------------------------
+ *
+ * publisher_kafka.c
+ *		The publisher's Kafka transactions: the rows of whole PostgreSQL
+ *		transactions into an open Kafka transaction, the checkpoint record,
+ *		the commit, and only then the confirmation to the slot.
+ *
+ * This is where the exactly-once order is kept (coordinator/publisher.c
+ * explains why it suffices): a PostgreSQL transaction whose end LSN is at
+ * or below the checkpoint is skipped, never published twice; one
+ * PostgreSQL transaction never spans two Kafka transactions; the
+ * checkpoint record (key the transactional.id, value the end LSN of the
+ * last whole transaction) commits atomically with the rows; and
+ * s->checkpoint, the position the slot is confirmed to, moves only after
+ * that commit succeeded.
+ *
+ * Every librdkafka call is short (a step of PUB_STEP_MS, or a produce that
+ * does not block) and repeated while it is retriable, with standby status
+ * updates and CHECK_FOR_INTERRUPTS() in between, so that a slow Kafka
+ * neither blocks signals nor lets the walsender time the connection out.
+ *
+ * What this file must not do: read the replication stream or decide when
+ * a session starts or ends (coordinator/publisher.c), or raise an error:
+ * failures are reported with PubFail and the functions return false.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/timestamp.h"
+
+#include "guid_core.h"
+#include "guid_stream.h"
+#include "kafka_sink.h"
+#include "publisher_int.h"
+
+/* librdkafka steps, ms */
+#define PUB_STEP_MS				200
+
+/*
+ * pub_retry: repeat a librdkafka step while it is retriable, keeping the
+ * replication connection alive.  Returns the final status.
+ */
+typedef KafkaStatus (*PubStep) (PubSession *s, char *err, size_t errlen);
+
+static KafkaStatus
+pub_retry(PubSession *s, PubStep step, const char *what)
+{
+	char		err[GUID_ERROR_LEN];
+	KafkaStatus st;
+
+	for (;;)
+	{
+		st = step(s, err, sizeof(err));
+		if (st != KAFKA_RETRY)
+			break;
+		KafkaSinkPoll(s->ks);
+		if (KafkaSinkLastError(s->ks)[0] != '\0')
+			PubFail(LOG, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers,
+					KafkaSinkLastError(s->ks));
+		else
+			PubFail(DEBUG1, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers, err);
+		PubWarnLag(s);
+		if (!ReplSendStatus(s, false))
+			return KAFKA_FATAL;
+		PubProcessInterrupts();
+	}
+	if (st != KAFKA_OK)
+		PubFail(LOG, "%s", err);
+	return st;
+}
+
+static KafkaStatus
+pub_step_init(PubSession *s, char *err, size_t errlen)
+{
+	return KafkaSinkInitTransactions(s->ks, PUB_STEP_MS * 5, err, errlen);
+}
+
+static KafkaStatus
+pub_step_commit(PubSession *s, char *err, size_t errlen)
+{
+	return KafkaSinkCommit(s->ks, PUB_STEP_MS, err, errlen);
+}
+
+static KafkaStatus
+pub_step_topics(PubSession *s, char *err, size_t errlen)
+{
+	KafkaStatus st = KafkaSinkEnsureTopic(s->ks, guid_kafka_topic, false, 5000, err, errlen);
+
+	if (st == KAFKA_OK)
+		st = KafkaSinkEnsureTopic(s->ks, s->ckpt_topic, true, 5000, err, errlen);
+	return st;
+}
+
+/* Produce one message, waiting while librdkafka's queue is full. */
+static bool
+pub_produce(PubSession *s, const char *topic, int32 partition,
+			const char *key, size_t keylen, const char *value, size_t len,
+			const char *lsn)
+{
+	char		err[GUID_ERROR_LEN];
+	KafkaStatus st;
+
+	while ((st = KafkaSinkProduce(s->ks, topic, partition, key, keylen, value, len,
+								  lsn, err, sizeof(err))) == KAFKA_RETRY)
+	{
+		KafkaSinkPoll(s->ks);
+		PubWait(NULL, 10);
+		if (!ReplSendStatus(s, false))
+			return false;
+	}
+	if (st != KAFKA_OK)
+	{
+		PubFail(LOG, "%s", err);
+		return false;
+	}
+	return true;
+}
+
+#ifdef GUID_FAULT_INJECTION
+/*
+ * pub_pause: for fault tests, wait here while guid.publisher_test_pause
+ * names this step.
+ */
+static void
+pub_pause(PubSession *s, const char *step)
+{
+	char		state[48];
+
+	if (guid_publisher_test_pause == NULL || strcmp(guid_publisher_test_pause, step) != 0)
+		return;
+	snprintf(state, sizeof(state), "paused %s", step);
+	PubSetState(state);
+	ereport(LOG, (errmsg_internal("guid publisher: paused %s", step)));
+	while (strcmp(guid_publisher_test_pause, step) == 0)
+	{
+		(void) ReplSendStatus(s, false);
+		PubWait(NULL, 100);
+	}
+	PubSetState("streaming");
+}
+#else
+#define pub_pause(s, step) ((void) 0)
+#endif
+
+/*
+ * PubCommit: put the checkpoint end_lsn in the open Kafka transaction,
+ * commit it, then confirm end_lsn to the slot.  Returns false after
+ * reporting a failure (the session must end).
+ */
+bool
+PubCommit(PubSession *s, XLogRecPtr end_lsn)
+{
+	char		lsn[32];
+	TimestampTz start;
+	TimestampTz now;
+	double		ms;
+
+	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(end_lsn));
+	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid), lsn, strlen(lsn), NULL))
+		return false;
+
+	pub_pause(s, "before_commit");
+	start = GetCurrentTimestamp();
+	if (pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
+		return false;
+	now = GetCurrentTimestamp();
+	ms = (double) (now - start) / 1000.0;
+
+	s->kafka_open = false;
+	s->checkpoint = end_lsn;
+	PubPublished(s->batch_rows, s->batch_xacts, end_lsn, now, ms);
+	s->batch_rows = s->batch_xacts = 0;
+	PubClearError();
+
+	pub_pause(s, "before_confirm");
+	return ReplSendStatus(s, true);
+}
+
+/*
+ * PubConfirmIdle: a Kafka transaction holding only the checkpoint end_lsn,
+ * then confirm it: idle WAL (or a new slot's start) is not pinned.
+ * Returns false after reporting a failure.
+ */
+bool
+PubConfirmIdle(PubSession *s, XLogRecPtr end_lsn)
+{
+	char		err[GUID_ERROR_LEN];
+
+	if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
+	{
+		PubFail(LOG, "%s", err);
+		return false;
+	}
+	s->kafka_open = true;
+	return PubCommit(s, end_lsn);
+}
+
+/*
+ * PubKafkaStart: init_transactions on the session's new producer (which
+ * fences an older producer with the same transactional.id and aborts its
+ * open transaction), then make sure both topics exist.  Returns false
+ * after reporting a failure.
+ */
+bool
+PubKafkaStart(PubSession *s)
+{
+	return pub_retry(s, pub_step_init, "init_transactions") == KAFKA_OK &&
+		pub_retry(s, pub_step_topics, "creating topics") == KAFKA_OK;
+}
+
+/*
+ * PubCommitInitCheckpoint: commit the checkpoint "init", before the slot is
+ * created, so that a crash before the real checkpoint is not a gap.
+ * Returns false after reporting a failure.
+ */
+bool
+PubCommitInitCheckpoint(PubSession *s)
+{
+	char		err[GUID_ERROR_LEN];
+
+	s->kafka_open = false;
+	if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
+	{
+		PubFail(LOG, "%s", err);
+		return false;
+	}
+	s->kafka_open = true;
+	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid),
+					 GUID_CHECKPOINT_INIT, strlen(GUID_CHECKPOINT_INIT), NULL) ||
+		pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
+		return false;
+	s->kafka_open = false;
+	return true;
+}
+
+/* ----------
+ * The stream's transactions, as the replication client parses them
+ * ----------
+ */
+
+/*
+ * PubOnBegin: a PostgreSQL transaction with audit rows begins; it ends at
+ * end_lsn and committed at commit_time.  Opens a Kafka transaction unless
+ * one is open or the transaction is already in Kafka.  Returns false after
+ * reporting a failure.
+ */
+bool
+PubOnBegin(PubSession *s, XLogRecPtr end_lsn, TimestampTz commit_time)
+{
+	char		err[GUID_ERROR_LEN];
+
+	s->in_xact = true;
+	s->xact_end = end_lsn;
+	s->skipping = end_lsn <= s->checkpoint;
+	if (s->skipping)
+		return true;
+	pub_pause(s, "before_produce");
+	if (!s->kafka_open)
+	{
+		if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)
+		{
+			PubFail(LOG, "%s", err);
+			return false;
+		}
+		s->kafka_open = true;
+		PubPending(commit_time);
+	}
+	return true;
+}
+
+/*
+ * PubOnRow: one audit row (key its service, value its JSON) of the current
+ * transaction, into the open Kafka transaction.  Caller has skipped the
+ * rows of a transaction already in Kafka.  Returns false after reporting a
+ * failure.
+ */
+bool
+PubOnRow(PubSession *s, const char *key, uint32 keylen,
+		 const char *value, int valuelen)
+{
+	char		lsn[32];
+
+	/* the LSN header: the transaction's end LSN, also in the JSON */
+	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(s->xact_end));
+	return pub_produce(s, guid_kafka_topic, -1, key, keylen,
+					   value, valuelen, lsn) &&
+		(++s->batch_rows, true);
+}
+
+/* PubOnCommit: the current transaction, ending at end_lsn, is whole. */
+void
+PubOnCommit(PubSession *s, XLogRecPtr end_lsn)
+{
+	s->in_xact = false;
+	if (!s->skipping)
+	{
+		s->pending_end = end_lsn;
+		s->batch_xacts++;
+	}
+	s->skipping = false;
+}

@@ -1,0 +1,146 @@
+/*-------------------------------------------------------------------------
+ *
+ * publisher_settings.c
+ *		The publisher's own settings (guid.kafka_topic,
+ *		guid.kafka_properties[_file], guid.publisher_conninfo) and the
+ *		registration of the publisher worker.
+ *
+ * PublisherInit runs in _PG_init: it defines the settings and registers
+ * the publisher worker (coordinator/publisher.c) when guid.kafka_brokers is
+ * set.  The settings backends read too (guid.kafka_brokers, guid.slot_name,
+ * guid.database) and the slot lookups are the core's
+ * (extension/core/slots.c).
+ *
+ * What this file must not do: connect to anything, or keep state beyond
+ * the setting variables.  It runs in the postmaster and in every backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "utils/guc.h"
+
+#include "guid_core.h"
+#include "guid_stream.h"
+#include "guid_worker.h"
+#include "publisher_int.h"
+
+char	   *guid_kafka_topic = NULL;
+char	   *guid_kafka_properties = NULL;
+char	   *guid_kafka_properties_file = NULL;
+char	   *guid_publisher_conninfo = NULL;
+#ifdef GUID_FAULT_INJECTION
+/* Built into test builds only (make GUID_FAULT_INJECTION=1, as make test does). */
+char	   *guid_publisher_test_pause = NULL;
+#endif
+
+/*
+ * A Kafka topic name, as Kafka checks it: 1 to 249 of [a-zA-Z0-9._-], not
+ * "." or "..", and room for the checkpoint topic's suffix.
+ */
+static bool
+pub_check_topic(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+	size_t		len = strlen(*newval);
+
+	if (len == 0 || len > GUID_KAFKA_TOPIC_MAX - strlen(GUID_CHECKPOINT_SUFFIX))
+	{
+		GUC_check_errdetail("A topic name has 1 to %d characters here: Kafka allows %d, and \"%s\" is appended for the checkpoint topic.",
+							(int) (GUID_KAFKA_TOPIC_MAX - strlen(GUID_CHECKPOINT_SUFFIX)),
+							GUID_KAFKA_TOPIC_MAX, GUID_CHECKPOINT_SUFFIX);
+		return false;
+	}
+	if (strcmp(*newval, ".") == 0 || strcmp(*newval, "..") == 0)
+	{
+		GUC_check_errdetail("Kafka does not allow the topic names \".\" and \"..\".");
+		return false;
+	}
+	for (p = *newval; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '.' || *p == '_' || *p == '-'))
+		{
+			GUC_check_errdetail("A Kafka topic name contains only ASCII letters, digits, \".\", \"_\" and \"-\".");
+			return false;
+		}
+	return true;
+}
+
+/* Does a librdkafka property list name a credential? */
+static bool
+pub_properties_hold_secret(const char *properties)
+{
+	static const char *const secret_words[] = {"password", "secret", "sasl.jaas", "ssl.key", "token"};
+	char	   *lower;
+	bool		found = false;
+	int			i;
+
+	if (properties == NULL || properties[0] == '\0')
+		return false;
+	lower = pstrdup(properties);
+	for (i = 0; lower[i]; i++)
+		lower[i] = pg_tolower((unsigned char) lower[i]);
+	for (i = 0; i < (int) lengthof(secret_words) && !found; i++)
+		found = strstr(lower, secret_words[i]) != NULL;
+	pfree(lower);
+	return found;
+}
+
+/*
+ * PublisherInit: the publisher's settings; register the worker when
+ * guid.kafka_brokers is set.
+ */
+void
+PublisherInit(void)
+{
+	BackgroundWorker worker;
+
+#ifdef GUID_FAULT_INJECTION
+	DefineCustomStringVariable("guid.publisher_test_pause",
+							   gettext_noop("For fault tests only: the publisher waits at this step (before_produce, before_commit, before_confirm)."),
+							   NULL, &guid_publisher_test_pause, "",
+							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+#endif
+
+	/* The rest take effect at server start only, as the worker does. */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	PubStatusInit();
+
+	DefineCustomStringVariable("guid.kafka_topic",
+							   gettext_noop("Kafka topic of the audit stream; checkpoints go to <topic>_checkpoints."),
+							   NULL, &guid_kafka_topic, "guid_assignments",
+							   PGC_POSTMASTER, 0, pub_check_topic, NULL, NULL);
+	DefineCustomStringVariable("guid.kafka_properties",
+							   gettext_noop("Extra librdkafka settings for the publisher, name=value separated by \";\" (SASL, TLS, ...)."),
+							   NULL, &guid_kafka_properties, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("guid.kafka_properties_file",
+							   gettext_noop("File of librdkafka settings for the publisher, one name=value a line (SASL credentials, TLS keys); only the server's OS user may read it."),
+							   gettext_noop("Read at each publisher session, after guid.kafka_properties."),
+							   &guid_kafka_properties_file, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	if (pub_properties_hold_secret(guid_kafka_properties))
+		ereport(WARNING,
+				(errmsg("guid.kafka_properties holds credentials that every role with pg_read_all_settings can read"),
+				 errhint("Move the SASL and TLS secrets to a file only the server's OS user can read, and name it in guid.kafka_properties_file; secrets in guid.kafka_properties are refused in a later release.")));
+	DefineCustomStringVariable("guid.publisher_conninfo",
+							   gettext_noop("Extra libpq settings for the publisher's replication connection to this server (user, password, ...)."),
+							   NULL, &guid_publisher_conninfo, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+
+	if (!GuidStreamConfigured())
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, "guid", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "GuidPublisherMain", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "guid publisher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "guid publisher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
