@@ -48,7 +48,8 @@ struct LeaseClient
 	LeaseCall	call;
 	uint64_t	seq;
 	char		client_log[256];	/* the ZooKeeper client's last message */
-	char		auth[256];		/* credentials of this session, "" if none */
+	char		auth[LEASE_AUTH_LEN];	/* credentials of this session, "" if
+										 * none */
 	struct ACL	acl[2];
 	struct ACL_vector acl_vector;
 

@@ -255,16 +255,30 @@ lease_env_credentials(void *arg, char *buf, size_t len, char *err, size_t errlen
 
 	if (guid_zookeeper_auth_file[0] == '\0')
 	{
-		strlcpy(buf, guid_zookeeper_auth, len);
+		/* never cut short: another password would become the same user */
+		if (strlcpy(buf, guid_zookeeper_auth, len) >= len)
+		{
+			snprintf(err, errlen, "guid.zookeeper_auth is longer than %d bytes",
+					 (int) len - 1);
+			buf[0] = '\0';
+			return false;
+		}
 		return true;
 	}
 	secret = GuidReadSecretFile("guid.zookeeper_auth_file", guid_zookeeper_auth_file, err, errlen);
 	if (secret == NULL)
 		return false;
-	if (strchr(secret, ':') == NULL || strchr(secret, '\n') != NULL || strlen(secret) >= len)
+	if (strchr(secret, ':') == NULL || strchr(secret, '\n') != NULL)
 	{
 		snprintf(err, errlen, "guid.zookeeper_auth_file \"%s\" must hold one line user:password",
 				 guid_zookeeper_auth_file);
+		pfree(secret);
+		return false;
+	}
+	if (strlen(secret) >= len)
+	{
+		snprintf(err, errlen, "guid.zookeeper_auth_file \"%s\" holds credentials longer than %d bytes",
+				 guid_zookeeper_auth_file, (int) len - 1);
 		pfree(secret);
 		return false;
 	}

@@ -33,6 +33,9 @@
 /* Messages passed to the host are at most this long (with the NUL). */
 #define LEASE_MSG_LEN			256
 
+/* Credentials ("user:password") are at most this long (with the NUL). */
+#define LEASE_AUTH_LEN			4096
+
 /* What the client waits for on its socket (LeaseEnv.wait). */
 #define LEASE_WAIT_READ			1
 #define LEASE_WAIT_WRITE		2
@@ -111,8 +114,9 @@ typedef struct LeaseEnv
 
 	/*
 	 * Credentials for a new session, read again for each one (optional):
-	 * "user:password" into buf, "" for none.  Returns false with the reason
-	 * in err: the client then does not connect.
+	 * "user:password" into buf (LEASE_AUTH_LEN bytes), "" for none.  Returns
+	 * false with the reason in err (credentials that do not fit are an
+	 * error, never cut short): the client then does not connect.
 	 */
 	bool		(*credentials) (void *arg, char *buf, size_t len, char *err, size_t errlen);
 
