@@ -46,12 +46,15 @@ typedef struct GuidShmemEntry
 	struct GuidShmemEntry *next;
 } GuidShmemEntry;
 
-/* The shared part of a status area. */
+/* The shared part of a status area: the spinlock, then the snapshot at the
+ * next MAXALIGN boundary (status_data), so its fields are aligned. */
 typedef struct GuidStatusShared
 {
-	slock_t		mutex;			/* protects data */
-	char		data[FLEXIBLE_ARRAY_MEMBER];
+	slock_t		mutex;			/* protects the snapshot */
 } GuidStatusShared;
+
+#define STATUS_DATA_OFFSET		MAXALIGN(sizeof(GuidStatusShared))
+#define status_data(ss)			((char *) (ss) + STATUS_DATA_OFFSET)
 
 /* A status area, as its writer and readers hold it (process-local). */
 struct GuidStatusArea
@@ -122,7 +125,7 @@ shmem_startup(void)
 
 				SpinLockInit(&ss->mutex);
 				if (e->status->init)
-					e->status->init(ss->data);
+					e->status->init(status_data(ss));
 			}
 		}
 		*e->attach = area;
@@ -222,7 +225,7 @@ GuidStatusRegister(const char *name, Size size, void (*init) (void *status))
 	a->next = status_areas;
 	status_areas = a;
 	shmem_register(psprintf("guid status %s", name),
-				   add_size(offsetof(GuidStatusShared, data), size), 0,
+				   add_size(STATUS_DATA_OFFSET, size), 0,
 				   (void **) &a->shared)->status = a;
 	return a;
 }
@@ -232,7 +235,7 @@ void
 GuidStatusWrite(GuidStatusArea *area, const void *src)
 {
 	SpinLockAcquire(&area->shared->mutex);
-	memcpy(area->shared->data, src, area->size);
+	memcpy(status_data(area->shared), src, area->size);
 	SpinLockRelease(&area->shared->mutex);
 }
 
@@ -245,7 +248,7 @@ GuidStatusUpdate(GuidStatusArea *area, void (*update) (void *status, const void 
 				 const void *arg)
 {
 	SpinLockAcquire(&area->shared->mutex);
-	update(area->shared->data, arg);
+	update(status_data(area->shared), arg);
 	SpinLockRelease(&area->shared->mutex);
 }
 
@@ -261,7 +264,7 @@ GuidStatusRead(const char *name, void *dst, Size size)
 			continue;
 		Assert(a->size == size);
 		SpinLockAcquire(&a->shared->mutex);
-		memcpy(dst, a->shared->data, Min(size, a->size));
+		memcpy(dst, status_data(a->shared), Min(size, a->size));
 		SpinLockRelease(&a->shared->mutex);
 		return true;
 	}
