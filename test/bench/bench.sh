@@ -4,7 +4,7 @@
 # installs the extension first (as make test does), so it measures this
 # checkout.
 #
-# Six sections, each printed as a table, then a 'Targets' block:
+# Seven sections, each printed as a table, then a 'Targets' block:
 #   bulk    SELECT count(f) FROM generate_series(1, N), timed in the server,
 #           against the floors count(g) and count(clock_timestamp())
 #   pgbench SELECT f(); from 2 clients for PGBENCH_SECONDS, against SELECT 1
@@ -16,6 +16,8 @@
 #           redis-benchmark's round-trip floor, and the pipelined batch form
 #   audit   guid_next(service) beside guid_next(); the publisher's sustained
 #           rate into a real Kafka; latency at 5,000 rows/s by a consumer
+#   failover  a streaming standby promoted: pg_ctl promote to the first ID,
+#           and to the stream streaming again (test/bench/failover.sh)
 #
 # This is not a test: it prints figures and exits 0 whether or not a target
 # is met.  It fails only when something actually breaks.
@@ -28,7 +30,7 @@
 #   BENCH_QUICK=1    a quick check: 500000 bulk rows, 200000 inserted rows,
 #                    2 s pgbench runs, every repeat count 1
 #   BENCH_ONLY       a comma-separated list of the sections to run (bulk,
-#                    pgbench, insert, leased, idem, audit); default all
+#                    pgbench, insert, leased, idem, audit, failover); default all
 #   GUID_RUN_DIR     where the scratch cluster lives (default /tmp/guid-run)
 #   GUID_ZOOKEEPER_PORT, GUID_REDIS_PORT, GUID_KAFKA_PORT
 #                    ports for the benchmark's own ZooKeeper, Redis and Kafka
@@ -727,6 +729,15 @@ printf '%-60s %12s\n' "  last Kafka commit_transaction (guid.status)" "$commit_m
 echo "(latency: from the guid's time, taken inside the inserting transaction, to the read_committed consumer's poll)"
 echo
 
+fi
+
+#
+# 7. Failover: a streaming standby promoted
+#
+
+if section failover; then
+	# shellcheck source=failover.sh
+	. "$ROOT/test/bench/failover.sh"
 fi
 
 #

@@ -3,8 +3,9 @@
 # installs guid, starts a real ZooKeeper, Redis and two scratch clusters on
 # loopback that lease their node ids from ZooKeeper, issues and decodes IDs
 # on both, shows idempotency keys, the audit stream in Kafka (read with kcat
-# and applied by the reference consumer) and guid.status, and stops
-# everything again.
+# and applied by the reference consumer) and guid.status, then a failover
+# (east gets a streaming standby, which is promoted once east stops), and
+# stops everything again.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,7 +16,7 @@ install_and_build
 
 dir=$GUID_RUN_DIR/demo
 run_dir_make "$dir"
-trap 'scratch_stop "$dir/east"; scratch_stop "$dir/west"; test/services/services.sh down >/dev/null' EXIT
+trap 'scratch_stop "$dir/east"; scratch_stop "$dir/west"; scratch_stop "$dir/east-standby"; test/services/services.sh down >/dev/null' EXIT
 test/services/services.sh up
 . "$GUID_RUN_DIR/services/services.env"
 
@@ -118,3 +119,57 @@ SELECT to_json(guid_next()) AS json_id, guid_uuid() AS uuid_v7;
 \x on
 SELECT * FROM guid.status;
 SQL
+
+echo
+echo "== failover: east gets a streaming standby; east stops; the standby is promoted =="
+sdir=$dir/east-standby
+sport=61453
+as_pg mkdir -p "$sdir"
+echo "\$ pg_basebackup -h $dir/east -p ${ports[0]} -D $sdir/data -R -X stream"
+as_pg pg_basebackup -h "$dir/east" -p "${ports[0]}" -U postgres -D "$sdir/data" -R -X stream -c fast
+printf "port = %s\nunix_socket_directories = '%s'\n" "$sport" "$sdir" | as_pg tee -a "$sdir/data/postgresql.conf" >/dev/null
+scratch_run "$sdir"
+kafka_count() {
+	kcat -C -b "$GUID_KAFKA" -t "$topic" -X isolation.level=read_committed -o beginning -e -q -f '%k\n' 2>/dev/null | wc -l
+}
+n0=$(kafka_count)
+wait_replayed() {
+	local lsn
+	lsn=$(scratch_psql "$dir/east" "${ports[0]}" -Atc 'SELECT pg_current_wal_flush_lsn()')
+	for _ in $(seq 1 300); do
+		[ "$(scratch_psql "$sdir" "$sport" -Atc "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && return 0
+		sleep 0.1
+	done
+}
+scratch_psql "$dir/east" "${ports[0]}" -e -c "INSERT INTO payments (booking, amount) VALUES ('book_before_failover', 42)"
+wait_replayed
+echo "-- on the standby (127.0.0.1:$sport), a hot standby: it replays east's WAL and issues nothing"
+as_pg psql -X -h "$sdir" -p "$sport" -U postgres -d postgres -e \
+	-c "SELECT count(*) AS replicated_payments, max(id) AS max_id FROM payments" \
+	-c 'SELECT mode, node_id, reserved_until FROM guid.status' \
+	-c 'SELECT guid_next()' 2>&1 || true
+echo "\$ pg_ctl stop east; pg_ctl promote east-standby"
+scratch_stop "$dir/east"
+as_pg pg_ctl -D "$sdir/data" -w promote >/dev/null
+for _ in $(seq 1 600); do
+	[ "$(scratch_psql "$sdir" "$sport" -Atc "SELECT mode = 'leased' AND publisher_state = 'streaming' FROM guid.status")" = t ] && break
+	sleep 0.1
+done
+scratch_psql "$sdir" "$sport" -e <<'SQL'
+-- The promoted standby leases a node id of its own and starts above every ID
+-- it replayed: nothing east issued can come again.
+INSERT INTO payments (booking, amount) VALUES ('book_after_failover', 43);
+SELECT p.id, d.node_id, d.created_at, p.booking
+FROM payments p, guid_decode(p.id) d
+WHERE p.booking LIKE 'book\_%failover' ORDER BY p.id;
+SELECT (SELECT min(id) FROM payments WHERE booking = 'book_after_failover') >
+       (SELECT max(id) FROM payments WHERE booking <> 'book_after_failover') AS new_ids_above_every_replicated_id;
+SELECT mode, node_id, zookeeper_state, publisher_state, rows_published FROM guid.status;
+SQL
+for _ in $(seq 1 300); do
+	[ "$(kafka_count)" -ge $((n0 + 2)) ] && break
+	sleep 0.1
+done
+echo "-- the stream after the failover: the payment made before it (east's node id) and the one made after it"
+kcat -C -b "$GUID_KAFKA" -t "$topic" -X isolation.level=read_committed -o beginning -e -q \
+	-f 'key=%k %s\n' | tail -n 2
