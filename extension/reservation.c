@@ -209,6 +209,7 @@ GuidReservationTarget(void)
 bool
 GuidReservationDue(void)
 {
+	static bool have_state = false;
 	static uint64 last_state = 0;
 	static int64 last_change = 0;
 	uint64		state = pg_atomic_read_u64(&GuidState->state);
@@ -216,6 +217,13 @@ GuidReservationDue(void)
 	int64		used_to = Max(GuidStateMs(state), wall);
 	int64		reserved = (int64) pg_atomic_read_u64(&GuidState->reserved_ms);
 
+	/* the state found at start is no use: a server just started is idle */
+	if (!have_state)
+	{
+		have_state = true;
+		last_state = state;
+		last_change = wall - GUID_IDLE_MS - 1;
+	}
 	if (state != last_state)
 	{
 		last_state = state;
