@@ -5,7 +5,8 @@
 # every ID in the replicated table.  Then the same again one level down: the
 # promoted standby is the primary, its own standby (another 2 s behind) is
 # promoted after the primary and all its processes are killed with SIGKILL
-# in the middle of the inserts.
+# in the middle of the inserts.  Last, a copy of a data directory: a base
+# backup restored by point-in-time recovery to a new timeline.
 use strict;
 use warnings;
 
@@ -45,7 +46,7 @@ sub wait_replicated_ahead
 sub promote_and_check
 {
 	my ($standby, $what, $mark) = @_;
-	$standby->promote;
+	$standby->promote if $standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq 't';
 	$standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die 'not promoted';
 	# right away: a generator that started from this clock would be behind
 	# (rows this round inserts after the promotion have n = $mark)
@@ -99,4 +100,27 @@ $load->finish;
 promote_and_check($standby2, 'kill -9 mid-insert', -2);
 
 $standby2->stop;
+
+# --- A copy of a data directory: point-in-time recovery to a new timeline ----------
+# A base backup taken before the IDs, restored from the WAL archive up to a
+# restore point on a server whose clock is 10 s behind (the recovery takes
+# a few seconds), then promoted: it starts above the reservations in the WAL
+# it replayed, not from the file it copied.
+my $origin = guid_primary('origin', conf => "guid.node_id = 22\n", archiving => 1);
+$origin->safe_psql('postgres', 'CREATE TABLE t (id guid PRIMARY KEY DEFAULT guid_next(), n int)');
+$origin->backup('early');
+$load = start_load($origin);
+$origin->poll_query_until('postgres', q{SELECT count(*) >= 20000 FROM t}) or die 'no load';
+$origin->safe_psql('postgres', q{SELECT pg_create_restore_point('pitr'); SELECT pg_switch_wal()});
+$origin->stop('fast');
+$load->finish;
+my $pitr = guid_standby($origin, 'pitr', backup => 'early', restoring => 1, faketime => '-10s', start => 0,
+	conf => "recovery_target_name = 'pitr'\nrecovery_target_action = 'promote'\nguid.max_clock_ahead = '20s'\n");
+start_faked($pitr);
+$pitr->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die 'point-in-time recovery did not end';
+promote_and_check($pitr, 'point-in-time recovery', -3);
+is($pitr->safe_psql('postgres', 'SELECT reservation_timeline FROM guid.status'), '2',
+	'the restored copy writes its reservations on its new timeline');
+
+$pitr->stop;
 done_testing();

@@ -598,11 +598,12 @@ push @EXPORT, qw(guid_primary guid_standby kill9_all guid_sqlstate);
 # physical standbys can stream from (allows_streaming).
 #   conf      => postgresql.conf text (guid.node_id or zk_conf(...) go here)
 #   faketime  => 1 to run it under libfaketime
+#   archiving => 1 to archive its WAL (for point-in-time recovery)
 sub guid_primary
 {
 	my ($name, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(allows_streaming => 1);
+	$node->init(allows_streaming => 1, has_archiving => $opts{archiving} ? 1 : 0);
 	$node->append_conf('postgresql.conf',
 		"max_connections = 20\nshared_preload_libraries = 'guid'\n" . ($opts{conf} // ''));
 	if ($opts{faketime})
@@ -621,13 +622,16 @@ sub guid_primary
 #   conf      => postgresql.conf text appended to the copied one
 #   faketime  => a libfaketime spec ('-2s') for its clock
 #   start     => 0 to return it unstarted
+#   backup    => the name of a backup of $primary to use instead of a fresh one
+#   restoring => 1: recover from $primary's WAL archive instead of streaming
 sub guid_standby
 {
 	my ($primary, $name, %opts) = @_;
-	my $backup = "${name}_backup";
-	$primary->backup($backup);
+	my $backup = $opts{backup} // "${name}_backup";
+	$primary->backup($backup) unless $opts{backup};
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init_from_backup($primary, $backup, has_streaming => 1);
+	$node->init_from_backup($primary, $backup,
+		$opts{restoring} ? (has_restoring => 1) : (has_streaming => 1));
 	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
 	if ($opts{faketime})
 	{
@@ -636,6 +640,7 @@ sub guid_standby
 	}
 	return $node if defined $opts{start} && !$opts{start};
 	start_faked($node);
+	return $node if $opts{restoring};
 	$node->poll_query_until('postgres', 'SELECT pg_is_in_recovery()')
 	  or die "$name is not a standby";
 	return $node;
