@@ -26,8 +26,9 @@
  *
  * Restart safety: no ID above reserved_ms, the durable reservation, is
  * issued (reservation.c); the reservation is in the WAL before reserved_ms
- * moves, so a promoted standby starts above it too (reservation_wal.c).  In leased mode, no ID after the lease deadline
- * (generator_state.c holds the lease API the coordinator calls).
+ * moves, so a promoted standby starts above it too (reservation_wal.c).
+ * In leased mode, no ID after the lease deadline (generator_state.c holds
+ * the lease API the coordinator calls).
  *
  * Locking rules: state, reserved_ms, mode and the counters are
  * atomics.  reserved_ms only grows, and only after the reservation is
