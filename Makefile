@@ -7,7 +7,7 @@
 #   make services-up/-down      start/stop ZooKeeper, Redis and Kafka on loopback
 
 EXTENSION = guid
-EXTVERSION = 1.4
+EXTVERSION = 1.5
 
 MODULE_big = guid
 OBJS = \
@@ -23,6 +23,7 @@ OBJS = \
 	extension/generator.o \
 	extension/generator_state.o \
 	extension/reservation.o \
+	extension/reservation_wal.o \
 	extension/status.o \
 	extension/idempotent.o \
 	extension/redis.o \

@@ -12,6 +12,12 @@
  * coordinator's latch; otherwise it wakes every WORKER_NAP_MS.  An idle
  * cluster writes nothing.
  *
+ * On a server in recovery (a hot standby, or crash recovery) the worker
+ * waits until recovery ends: a standby neither leases a node id nor writes
+ * a reservation (its reservation comes from the primary's WAL, see
+ * extension/reservation_wal.c).  After a promotion it carries on as on any
+ * primary.
+ *
  * In leased mode (guid.node_id = -1, guid.zookeeper set) the worker runs
  * LeaseWorkerLoop() instead (coordinator/lease_worker.c), which keeps the
  * reservation in ZooKeeper by the same rule.
@@ -29,6 +35,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -82,6 +89,30 @@ worker_maintain_reservation(void)
 }
 
 /*
+ * Wait while the server is in recovery.  Returns false on a shutdown
+ * request.
+ */
+static bool
+worker_wait_for_primary(void)
+{
+	while (RecoveryInProgress())
+	{
+		if (ShutdownRequestPending)
+			return false;
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WORKER_NAP_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return !ShutdownRequestPending;
+}
+
+/*
  * GuidWorkerMain: entry point of the coordinator.
  */
 void
@@ -94,6 +125,9 @@ GuidWorkerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	GeneratorAttachWorker();
+
+	if (!worker_wait_for_primary())
+		proc_exit(0);
 
 	if (GuidLeaseMode())
 	{

@@ -515,6 +515,7 @@ guid_next_audited(PG_FUNCTION_ARGS)
 				 errmsg("service must not be null")));
 	service = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	GuidCheckService(service);
+	GuidRequirePrimary();
 	if (!GuidAuditBegin())
 		elog(ERROR, "guid_next(service) without table guid.audit");
 

@@ -20,9 +20,15 @@
  *	   reservation first (step 5) and start again.
  *	5. Compare-and-swap the word; on conflict start again.
  *
+ * A server in recovery never issues (GuidRequirePrimary): a hot standby
+ * shares its node id and reservation with its primary.  The check costs a
+ * branch on a backend-local flag once recovery has ended.
+ *
  * Restart safety: no ID above reserved_ms, the durable reservation, is
- * issued (reservation.c).  In leased mode, no ID after the lease deadline
- * (generator_state.c holds the lease API the coordinator calls).
+ * issued (reservation.c); the reservation is in the WAL before reserved_ms
+ * moves, so a promoted standby starts above it too (reservation_wal.c).
+ * In leased mode, no ID after the lease deadline (generator_state.c holds
+ * the lease API the coordinator calls).
  *
  * Locking rules: state, reserved_ms, mode and the counters are
  * atomics.  reserved_ms only grows, and only after the reservation is
@@ -35,6 +41,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "common/pg_prng.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -99,6 +106,27 @@ generator_refuse(GuidMode mode)
 					 errhint("Set guid.node_id to a value between 0 and %d, or set guid.zookeeper to lease one, in postgresql.conf and restart the server.",
 							 (int) GUID_MAX_NODE)));
 	}
+}
+
+/*
+ * GuidRequirePrimary: raise an error on a server in recovery (a hot
+ * standby).  Recovery never comes back to a process that saw it end, so
+ * after the first call that passes this is a test of a local flag.
+ */
+void
+GuidRequirePrimary(void)
+{
+	static bool primary = false;
+
+	if (likely(primary))
+		return;
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("guid cannot issue IDs on a server in recovery"),
+				 errdetail("A standby shares its node id and its reservation with its primary: IDs issued here could repeat the primary's."),
+				 errhint("Issue IDs on the primary. A standby issues IDs once it is promoted.")));
+	primary = true;
 }
 
 /*
@@ -214,6 +242,7 @@ GuidNext(void)
 	instr_time	wait_start;
 
 	GuidRequirePreloaded();
+	GuidRequirePrimary();
 	gs = GuidState;
 	INSTR_TIME_SET_ZERO(wait_start);
 

@@ -122,6 +122,18 @@ typedef struct GuidShared
 	pg_atomic_uint64 reserve_writes;	/* reservations written (files, or
 										 * ZooKeeper marks when leased) */
 
+	/*
+	 * The reservation's WAL (reservation_wal.c).  wal_ms is the highest
+	 * reservation in this server's WAL, logged here or replayed; written
+	 * under reserve_lock (or by the worker alone, leased).  res_sysid and
+	 * res_tli say where the durable reservation was written (system
+	 * identifier, timeline; 0 when unknown: no file, or the format of 1.4);
+	 * written with the file.  Advisory, for guid.status.
+	 */
+	pg_atomic_uint64 wal_ms;
+	pg_atomic_uint64 res_sysid;
+	pg_atomic_uint32 res_tli;
+
 	LWLock	   *reserve_lock;	/* serialises reservation writes */
 	TimestampTz started_at;		/* set at shared-memory init */
 
@@ -149,7 +161,14 @@ extern int	guid_max_clock_wait;	/* ms */
 
 /* reservation.c */
 extern bool GeneratorReadReservation(int64 *reserved_ms, int32 *node_id,
+									 uint64 *sysid, uint32 *tli,
 									 char *err, size_t errlen);
+extern void GeneratorReplayReservation(int64 reserved_ms, uint64 sysid,
+									   uint32 tli);
+
+/* reservation_wal.c */
+extern void GeneratorLogReservation(int32 node, int64 reserved_ms,
+									uint64 sysid, uint32 tli);
 
 /* generator_state.c */
 extern void GeneratorWakeWorker(void);

@@ -9,7 +9,8 @@
  * registry and created at server start and after every crash-restart
  * (generator_shmem_init, in the postmaster): the mode comes from the
  * settings and the reservation file, and the state word starts above the
- * reservation.
+ * reservation.  Recovery then raises both to the reservations it replays
+ * from the WAL (reservation.c, reservation_wal.c) before any ID is issued.
  *
  * The lease API (worker only): GuidInstallLease starts issuing for a newly
  * leased node id, GuidRenewLease moves the deadline, GuidRaiseReservation
@@ -98,6 +99,8 @@ generator_shmem_init(void *area, LWLockPadded *locks)
 	GuidShared *gs = (GuidShared *) area;
 	int64		reserved = 0;
 	int32		file_node = 0;
+	uint64		file_sysid = 0;
+	uint32		file_tli = 0;
 	char		err[GUID_ERROR_LEN];
 	GuidMode	mode;
 	int32		node;
@@ -119,7 +122,8 @@ generator_shmem_init(void *area, LWLockPadded *locks)
 	pg_atomic_init_u64(&gs->last_ack, 0);
 	gs->started_at = GetCurrentTimestamp();
 
-	if (!GeneratorReadReservation(&reserved, &file_node, err, sizeof(err)))
+	if (!GeneratorReadReservation(&reserved, &file_node, &file_sysid, &file_tli,
+								  err, sizeof(err)))
 	{
 		mode = GUID_MODE_BROKEN;
 		GuidSetLastError(err);
@@ -149,6 +153,10 @@ generator_shmem_init(void *area, LWLockPadded *locks)
 	pg_atomic_init_u64(&gs->state,
 					   GuidStateMake(node, reserved, (int32) GUID_MAX_SEQUENCE));
 	pg_atomic_init_u64(&gs->reserved_ms, (uint64) reserved);
+	/* the WAL may hold more: recovery replays it (reservation_wal.c) */
+	pg_atomic_init_u64(&gs->wal_ms, (uint64) reserved);
+	pg_atomic_init_u64(&gs->res_sysid, file_sysid);
+	pg_atomic_init_u32(&gs->res_tli, file_tli);
 	pg_atomic_init_u32(&gs->mode, (uint32) mode);
 }
 
@@ -235,6 +243,8 @@ GeneratorStatus(GuidGeneratorStatus *status)
 	status->reserve_waits = (int64) pg_atomic_read_u64(&gs->reserve_waits);
 	status->reserve_writes = (int64) pg_atomic_read_u64(&gs->reserve_writes);
 	status->started_at = gs->started_at;
+	status->reservation_sysid = pg_atomic_read_u64(&gs->res_sysid);
+	status->reservation_tli = pg_atomic_read_u32(&gs->res_tli);
 }
 
 /* Stop advertising the worker's latch on exit. */

@@ -39,6 +39,7 @@ _PG_init(void)
 
 	/* extension/: what SQL calls */
 	GeneratorInit();
+	ReservationWalInit();
 	IdempotentInit();
 
 	/* coordinator/: the background workers */

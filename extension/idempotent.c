@@ -156,6 +156,7 @@ idem_settle(const char *service, int n, text *const *keys)
 	int			i;
 
 	GuidCheckService(service);
+	GuidRequirePrimary();
 	audited = GuidAuditBegin();
 
 	/* Redis keys and values, in one allocation (a batch may be large) */
@@ -304,6 +305,7 @@ guid_next_idempotent_batch(PG_FUNCTION_ARGS)
 	if (n == 0)
 	{
 		GuidCheckService(service);
+		GuidRequirePrimary();
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(elemtype));
 	}
 	ids = idem_settle(service, n, keys);

@@ -19,40 +19,60 @@
  * target into ZooKeeper first, then this file, then raises the reservation
  * (GuidRaiseReservation).
  *
- * Locking rules: reserved_ms only grows, and in standalone mode only under
- * reserve_lock, after the file is durable.
+ * The reservation also travels with the WAL (reservation_wal.c): a new
+ * reservation is logged and flushed first, then written to the file, then
+ * published in reserved_ms.  A standby replays the record into its own file,
+ * reservation and state word (GeneratorReplayReservation), so that once
+ * promoted it starts above every ID the old primary could have put into the
+ * WAL it replayed; crash recovery replays the same records on the primary.
+ * The file (format 2) names the system identifier and timeline of the server
+ * that wrote the reservation; format 1 (1.4 and before) is still read.
  *
- * What this file must not do: raise reserved_ms before the file is durable.
+ * Locking rules: reserved_ms only grows, and in standalone mode only under
+ * reserve_lock, after the WAL record and the file are durable.  Replay takes
+ * reserve_lock too.
+ *
+ * What this file must not do: raise reserved_ms before the WAL record and
+ * the file are durable, or lower the file.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "storage/fd.h"
 
 #include "generator_int.h"
 
 /* The durable reservation, in the data directory. */
 #define RESERVATION_FILE		"guid.reservation"
-#define RESERVATION_MAGIC		"guid reservation 1"
+#define RESERVATION_MAGIC_1	"guid reservation 1"
+#define RESERVATION_MAGIC		"guid reservation 2"
 
 /*
- * GeneratorReadReservation: read the reservation file.  Returns true and sets *reserved_ms and
- * *node_id (0 and 0 when there is no file yet); returns false with a message
- * in err when the file exists but cannot be trusted.
+ * GeneratorReadReservation: read the reservation file.  Returns true and
+ * sets *reserved_ms, *node_id, *sysid and *tli (all 0 when there is no file
+ * yet; *sysid and *tli 0 for a file of format 1); returns false with a
+ * message in err when the file exists but cannot be trusted.
  */
 bool
-GeneratorReadReservation(int64 *reserved_ms, int32 *node_id, char *err, size_t errlen)
+GeneratorReadReservation(int64 *reserved_ms, int32 *node_id, uint64 *sysid,
+						 uint32 *tli, char *err, size_t errlen)
 {
 	FILE	   *file;
 	char		buf[256];
 	size_t		len;
 	int			node;
 	long long	ms;
+	unsigned long long sid = 0;
+	unsigned int timeline = 0;
 	int			consumed = 0;
+	bool		ok;
 
 	*reserved_ms = 0;
 	*node_id = 0;
+	*sysid = 0;
+	*tli = 0;
 	file = AllocateFile(RESERVATION_FILE, "r");
 	if (file == NULL)
 	{
@@ -65,8 +85,14 @@ GeneratorReadReservation(int64 *reserved_ms, int32 *node_id, char *err, size_t e
 	FreeFile(file);
 	buf[len] = '\0';
 
-	if (sscanf(buf, RESERVATION_MAGIC "\nnode_id %d\nreserved_ms %lld\n%n",
-			   &node, &ms, &consumed) != 2 || consumed == 0 ||
+	if (strncmp(buf, RESERVATION_MAGIC "\n", strlen(RESERVATION_MAGIC) + 1) == 0)
+		ok = sscanf(buf, RESERVATION_MAGIC "\nnode_id %d\nreserved_ms %lld\n"
+					"system_identifier %llu\ntimeline %u\n%n",
+					&node, &ms, &sid, &timeline, &consumed) == 4;
+	else
+		ok = sscanf(buf, RESERVATION_MAGIC_1 "\nnode_id %d\nreserved_ms %lld\n%n",
+					&node, &ms, &consumed) == 2;
+	if (!ok || consumed == 0 ||
 		(size_t) consumed != len || ms < 0 || ms > GUID_MAX_MS ||
 		node < 0 || node > GUID_MAX_NODE)
 	{
@@ -75,23 +101,90 @@ GeneratorReadReservation(int64 *reserved_ms, int32 *node_id, char *err, size_t e
 	}
 	*reserved_ms = (int64) ms;
 	*node_id = node;
+	*sysid = (uint64) sid;
+	*tli = (uint32) timeline;
 	return true;
 }
 
 /*
- * GuidWriteReservation: write the reservation file: the node id and the
- * highest millisecond it may issue.  Callers serialise (reserve_lock in
- * standalone mode; only the worker writes in leased mode).  Returns true on
- * success; on failure reports at elevel (ERROR does not return).
+ * Write the file (format 2) and remember where the reservation came from.
+ * Callers serialise.  Returns true on success; on failure reports at elevel.
+ */
+static bool
+reservation_write_file(int32 node, int64 reserved_ms, uint64 sysid,
+					   uint32 tli, int elevel)
+{
+	char		buf[200];
+
+	snprintf(buf, sizeof(buf), RESERVATION_MAGIC "\nnode_id %d\nreserved_ms %lld\n"
+			 "system_identifier %llu\ntimeline %u\n",
+			 node, (long long) reserved_ms, (unsigned long long) sysid, tli);
+	if (!GuidWriteFileDurably(RESERVATION_FILE, buf, elevel))
+		return false;
+	pg_atomic_write_u64(&GuidState->res_sysid, sysid);
+	pg_atomic_write_u32(&GuidState->res_tli, tli);
+	return true;
+}
+
+/*
+ * GuidWriteReservation: make "node may have issued up to reserved_ms"
+ * durable: a WAL record, flushed (only when the reservation moves beyond
+ * what the WAL holds already), then the file.  Only the primary writes.
+ * Callers serialise (reserve_lock in standalone mode; only the worker
+ * writes in leased mode) and publish reserved_ms afterwards.  Returns true
+ * on success; on failure reports at elevel (ERROR does not return).  A
+ * failure to write WAL is not survivable and does not return.
  */
 bool
 GuidWriteReservation(int32 node, int64 reserved_ms, int elevel)
 {
-	char		buf[128];
+	uint64		sysid = GetSystemIdentifier();
+	uint32		tli;
 
-	snprintf(buf, sizeof(buf), RESERVATION_MAGIC "\nnode_id %d\nreserved_ms %lld\n",
-			 node, (long long) reserved_ms);
-	return GuidWriteFileDurably(RESERVATION_FILE, buf, elevel);
+	GuidRequirePrimary();
+	tli = GetWALInsertionTimeLine();
+	if (reserved_ms > (int64) pg_atomic_read_u64(&GuidState->wal_ms))
+	{
+		GeneratorLogReservation(node, reserved_ms, sysid, tli);
+		pg_atomic_write_u64(&GuidState->wal_ms, (uint64) reserved_ms);
+	}
+	return reservation_write_file(node, reserved_ms, sysid, tli, elevel);
+}
+
+/*
+ * GeneratorReplayReservation: redo of a reservation record (the startup
+ * process, on a standby or in crash recovery).  Raises, never lowers, the
+ * durable file, reserved_ms, wal_ms and the state word, in that order, so
+ * that the generator starts above reserved_ms after a promotion (no restart)
+ * as after a restart.  Idempotent.  A file that cannot be written stops
+ * recovery (ERROR in the startup process): a standby that went on without it
+ * could, after a restart and a promotion, repeat IDs.
+ */
+void
+GeneratorReplayReservation(int64 reserved_ms, uint64 sysid, uint32 tli)
+{
+	GuidShared *gs = GuidState;
+	uint64		old;
+	uint64		floor;
+
+	LWLockAcquire(gs->reserve_lock, LW_EXCLUSIVE);
+	old = pg_atomic_read_u64(&gs->state);
+	if (reserved_ms > (int64) pg_atomic_read_u64(&gs->reserved_ms))
+	{
+		(void) reservation_write_file(GuidStateNode(old), reserved_ms, sysid, tli, ERROR);
+		pg_atomic_write_u64(&gs->reserved_ms, (uint64) reserved_ms);
+	}
+	if (reserved_ms > (int64) pg_atomic_read_u64(&gs->wal_ms))
+		pg_atomic_write_u64(&gs->wal_ms, (uint64) reserved_ms);
+	LWLockRelease(gs->reserve_lock);
+
+	/* every ID at or below reserved_ms may have been issued */
+	floor = GuidStateMake(0, reserved_ms, (int32) GUID_MAX_SEQUENCE);
+	while ((old & GUID_STATE_TICK_MASK) < floor &&
+		   !pg_atomic_compare_exchange_u64(&gs->state, &old,
+										   GuidStateMake(GuidStateNode(old), reserved_ms,
+														 (int32) GUID_MAX_SEQUENCE)))
+		;
 }
 
 /*
@@ -116,6 +209,7 @@ GuidReservationTarget(void)
 bool
 GuidReservationDue(void)
 {
+	static bool have_state = false;
 	static uint64 last_state = 0;
 	static int64 last_change = 0;
 	uint64		state = pg_atomic_read_u64(&GuidState->state);
@@ -123,6 +217,13 @@ GuidReservationDue(void)
 	int64		used_to = Max(GuidStateMs(state), wall);
 	int64		reserved = (int64) pg_atomic_read_u64(&GuidState->reserved_ms);
 
+	/* the state found at start is no use: a server just started is idle */
+	if (!have_state)
+	{
+		have_state = true;
+		last_state = state;
+		last_change = wall - GUID_IDLE_MS - 1;
+	}
 	if (state != last_state)
 	{
 		last_state = state;

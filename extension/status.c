@@ -27,8 +27,9 @@
 #include "guid_stream.h"
 
 /* 14 columns in version 1.0; 1.1 appends the lease columns, 1.3 the
- * publisher's.  A database not yet updated gets the columns it asks for. */
-#define STATUS_COLUMNS 28
+ * publisher's, 1.5 the reservation's origin and the publisher's failover
+ * counts.  A database not yet updated gets the columns it asks for. */
+#define STATUS_COLUMNS 33
 
 static const char *
 status_mode_name(GuidMode mode, uint64 deadline)
@@ -60,6 +61,7 @@ guid_status(PG_FUNCTION_ARGS)
 	LeaseStatus lease;
 	char		last_error[GUID_ERROR_LEN];
 	uint64		now_mono;
+	bool		standby;
 	int			i;
 
 	GuidRequirePreloaded();
@@ -75,8 +77,11 @@ guid_status(PG_FUNCTION_ARGS)
 	now_mono = GuidMonotonicNs();
 
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = CStringGetTextDatum(status_mode_name(gen.mode, gen.lease_deadline));
-	if (gen.mode == GUID_MODE_STANDALONE || gen.mode == GUID_MODE_LEASED)
+	/* a server in recovery issues nothing, whatever its settings say */
+	standby = RecoveryInProgress();
+	values[0] = CStringGetTextDatum(standby ? "standby" :
+									status_mode_name(gen.mode, gen.lease_deadline));
+	if (!standby && (gen.mode == GUID_MODE_STANDALONE || gen.mode == GUID_MODE_LEASED))
 		values[1] = Int32GetDatum(gen.node);
 	else
 		nulls[1] = true;
@@ -98,7 +103,7 @@ guid_status(PG_FUNCTION_ARGS)
 
 	/* 1.1: the ZooKeeper lease */
 	nulls[14] = nulls[15] = nulls[16] = nulls[17] = true;
-	if (gen.mode == GUID_MODE_CONNECTING || gen.mode == GUID_MODE_LEASED)
+	if (!standby && (gen.mode == GUID_MODE_CONNECTING || gen.mode == GUID_MODE_LEASED))
 	{
 		char		sid[32];
 
@@ -124,9 +129,18 @@ guid_status(PG_FUNCTION_ARGS)
 		}
 	}
 
-	/* 1.3: the Kafka publisher */
+	/* 1.3: the Kafka publisher; 1.5: the reservation's origin, failovers */
 	for (i = 18; i < STATUS_COLUMNS; i++)
 		nulls[i] = true;
+	if (gen.reservation_sysid != 0)
+	{
+		char		sysid[32];
+
+		snprintf(sysid, sizeof(sysid), UINT64_FORMAT, gen.reservation_sysid);
+		values[28] = CStringGetTextDatum(sysid);
+		values[29] = Int32GetDatum((int32) gen.reservation_tli);
+		nulls[28] = nulls[29] = false;
+	}
 	if (GuidStreamConfigured())
 	{
 		StreamStatus snap;

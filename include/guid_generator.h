@@ -36,6 +36,15 @@ typedef enum GuidMode
 	GUID_MODE_LEASED			/* node id leased; valid until the deadline */
 } GuidMode;
 
+/*
+ * The custom WAL resource manager that carries the reservation to standbys
+ * (extension/reservation_wal.c; README.md, "High availability").  An id of
+ * PostgreSQL's custom range (128-255): not RM_EXPERIMENTAL_ID (128), which
+ * every extension in development shares.
+ */
+#define GUID_RMGR_ID			187
+#define GUID_RMGR_NAME			"guid"
+
 /* guid.status's view of the generator (GeneratorStatus). */
 typedef struct GuidGeneratorStatus
 {
@@ -52,6 +61,8 @@ typedef struct GuidGeneratorStatus
 	int64		reserve_waits;
 	int64		reserve_writes;
 	TimestampTz started_at;
+	uint64		reservation_sysid;	/* where the reservation was written: */
+	uint32		reservation_tli;	/* system identifier, timeline; 0 unknown */
 } GuidGeneratorStatus;
 
 /* extension/generator_state.c */
@@ -62,6 +73,10 @@ extern void GeneratorStatus(GuidGeneratorStatus *status);
 
 /* extension/generator.c */
 extern guid GuidNext(void);
+extern void GuidRequirePrimary(void);
+
+/* extension/reservation_wal.c: register the resource manager (_PG_init) */
+extern void ReservationWalInit(void);
 
 /* ----------
  * Coordinator only

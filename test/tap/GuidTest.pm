@@ -590,4 +590,85 @@ sub wait_published_by
 	return $msgs;
 }
 
+# --- Physical standbys (high availability) -----------------------------------
+
+push @EXPORT, qw(guid_primary guid_standby kill9_all guid_sqlstate);
+
+# guid_primary($name, %opts): a started cluster with guid preloaded that
+# physical standbys can stream from (allows_streaming).
+#   conf      => postgresql.conf text (guid.node_id or zk_conf(...) go here)
+#   faketime  => 1 to run it under libfaketime
+#   archiving => 1 to archive its WAL (for point-in-time recovery)
+sub guid_primary
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => 1, has_archiving => $opts{archiving} ? 1 : 0);
+	$node->append_conf('postgresql.conf',
+		"max_connections = 20\nshared_preload_libraries = 'guid'\n" . ($opts{conf} // ''));
+	if ($opts{faketime})
+	{
+		$node->{guid_faketime} = $node->basedir . '/faketime';
+		set_fake_time($node, '+0');
+	}
+	start_faked($node);
+	$node->safe_psql('postgres', 'CREATE EXTENSION guid');
+	return $node;
+}
+
+# guid_standby($primary, $name, %opts): a hot standby streaming from
+# $primary, made from a fresh base backup (so it copies postgresql.conf and
+# guid.reservation).
+#   conf      => postgresql.conf text appended to the copied one
+#   faketime  => a libfaketime spec ('-2s') for its clock
+#   start     => 0 to return it unstarted
+#   backup    => the name of a backup of $primary to use instead of a fresh one
+#   restoring => 1: recover from $primary's WAL archive instead of streaming
+sub guid_standby
+{
+	my ($primary, $name, %opts) = @_;
+	my $backup = $opts{backup} // "${name}_backup";
+	$primary->backup($backup) unless $opts{backup};
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init_from_backup($primary, $backup,
+		$opts{restoring} ? (has_restoring => 1) : (has_streaming => 1));
+	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
+	if ($opts{faketime})
+	{
+		$node->{guid_faketime} = $node->basedir . '/faketime';
+		set_fake_time($node, $opts{faketime});
+	}
+	return $node if defined $opts{start} && !$opts{start};
+	start_faked($node);
+	return $node if $opts{restoring};
+	$node->poll_query_until('postgres', 'SELECT pg_is_in_recovery()')
+	  or die "$name is not a standby";
+	return $node;
+}
+
+# kill9_all($node): SIGKILL the postmaster and all its children at once, as
+# a crash of the machine would (PostgreSQL::Test::Cluster's kill9 leaves the
+# backends running until they notice).
+sub kill9_all
+{
+	my $node = shift;
+	my $pm = $node->{_pid} or die $node->name . ' is not running';
+	my @pids = ($pm, split ' ', `ps -o pid= --ppid $pm`);
+	kill 'KILL', @pids;
+	$node->{_pid} = undef;
+}
+
+# guid_sqlstate($node, $sql): (SQLSTATE, message, hint) of the error $sql
+# raises, or () when it succeeds.
+sub guid_sqlstate
+{
+	my ($node, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql,
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	return () if $ret == 0;
+	my ($state, $msg) = $err =~ /ERROR:  ([0-9A-Z]{5}): ([^\n]*)/;
+	my ($hint) = $err =~ /HINT:  ([^\n]*)/;
+	return ($state // '', $msg // $err, $hint // '');
+}
+
 1;
