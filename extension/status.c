@@ -27,8 +27,10 @@
 #include "guid_stream.h"
 
 /* 14 columns in version 1.0; 1.1 appends the lease columns, 1.3 the
- * publisher's.  A database not yet updated gets the columns it asks for. */
-#define STATUS_COLUMNS 28
+ * publisher's, 1.5 two of high availability (28, 29) and the publisher's
+ * failover figures (30..32).  A database not yet updated gets the columns
+ * it asks for. */
+#define STATUS_COLUMNS 33
 
 static const char *
 status_mode_name(GuidMode mode, uint64 deadline)
@@ -178,6 +180,11 @@ guid_status(PG_FUNCTION_ARGS)
 			values[27] = CStringGetTextDatum(snap.error);
 			nulls[27] = false;
 		}
+		/* 1.5: failover recoveries since the server started */
+		values[30] = Int64GetDatum((int64) snap.failover_republished);
+		values[31] = Int64GetDatum((int64) snap.failover_duplicates);
+		values[32] = Int64GetDatum((int64) snap.failover_missing);
+		nulls[30] = nulls[31] = nulls[32] = false;
 	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
