@@ -39,7 +39,10 @@ OBJS = \
 	coordinator/publisher.o \
 	coordinator/publisher_kafka.o \
 	coordinator/repl_client.o \
-	coordinator/kafka_sink.o
+	coordinator/kafka_sink.o \
+	coordinator/kafka_readback.o \
+	coordinator/publisher_failover.o \
+	coordinator/publisher_standby.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 

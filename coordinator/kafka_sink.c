@@ -152,6 +152,29 @@ kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 			(errmsg_internal("librdkafka %s: %s", fac, buf)));
 }
 
+/*
+ * KafkaSinkConf: a configuration as the producer's (brokers, the user's
+ * properties, logs on the main queue), for another client of the same
+ * cluster (coordinator/kafka_readback.c).  NULL with err filled if refused.
+ */
+rd_kafka_conf_t *
+KafkaSinkConf(const char *brokers, const char *properties, const char *file_properties,
+			  char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, file_properties, err, errlen);
+
+	if (conf)
+		rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	return conf;
+}
+
+/* KafkaSinkHandle: the producer's librdkafka handle, for metadata queries. */
+rd_kafka_t *
+KafkaSinkHandle(KafkaSink *ks)
+{
+	return ks->rk;
+}
+
 /* Served by rd_kafka_poll() on the worker's thread. */
 static void
 kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)

@@ -181,43 +181,61 @@ PubWarnLag(PubSession *s)
  * ----------
  */
 
+/* pub_gap: stop in state "gap" with a WARNING; returns false. */
+static bool
+pub_gap(PubSession *s, const char *detail)
+{
+	PubSetState("gap");
+	PubFail(WARNING, "gap: audit rows may be missing from Kafka: %s (key %s in %s); publishing stopped. "
+			"Drop the slot to start afresh from now, or restore the checkpoint topic",
+			detail, s->tid, s->ckpt_topic);
+	return false;
+}
+
 /*
  * pub_check_slot: compare the slot with the Kafka checkpoint (ckpt, found),
- * creating the slot if it does not exist.  Sets s->checkpoint.  Returns
- * false if the session cannot stream (after reporting why).
+ * creating the slot if it does not exist: over an existing checkpoint (a
+ * promoted standby, a dropped slot) through the failover recovery of
+ * coordinator/publisher_failover.c.  Sets s->checkpoint.  Returns false if
+ * the session cannot stream (after reporting why).
  */
 static bool
 pub_check_slot(PubSession *s, const char *ckpt, bool found)
 {
 	XLogRecPtr	slot_lsn;
-	XLogRecPtr	ckpt_lsn = InvalidXLogRecPtr;
+	XLogRecPtr	switchpoint;
 	char		plugin[NAMEDATALEN];
-	uint32		hi,
-				lo;
-	bool		init = found && strcmp(ckpt, GUID_CHECKPOINT_INIT) == 0;
+	char		detail[160];
+	PubCheckpoint c;
+	bool		init;
+	bool		other_tli;
 
-	if (found && !init)
+	memset(&c, 0, sizeof(c));
+	if (found && !PubCheckpointParse(ckpt, &c))
 	{
-		if (sscanf(ckpt, "%X/%X", &hi, &lo) != 2)
-		{
-			PubSetState("gap");
-			PubFail(WARNING, "checkpoint \"%s\" in topic %s is not an LSN; publishing stopped",
-					ckpt, s->ckpt_topic);
-			return false;
-		}
-		ckpt_lsn = ((uint64) hi << 32) | lo;
+		PubSetState("gap");
+		PubFail(WARNING, "checkpoint \"%s\" in topic %s is not an LSN; publishing stopped",
+				ckpt, s->ckpt_topic);
+		return false;
+	}
+	init = found && c.init;
+	s->mark = c.mark;
+	other_tli = found && !init && c.tli != 0 && c.tli != s->tli;
+	if (other_tli && !PubTimelineSwitch(s, c.tli, &switchpoint))
+	{
+		PubSetState("gap");
+		PubFail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is on timeline %u, which is not in this server's history (timeline %u): "
+				"it was written by another cluster with the same system identifier (a promoted standby?); publishing stopped",
+				LSN_FORMAT_ARGS(c.lsn), s->tid, s->ckpt_topic, c.tli, s->tli);
+		return false;
 	}
 
 	if (!GuidSlotPosition(guid_slot_name, &slot_lsn, plugin, sizeof(plugin)))
 	{
 		if (found && !init)
-			ereport(WARNING,
-					(errmsg("guid publisher: replication slot \"%s\" does not exist; creating it",
-							guid_slot_name),
-					 errdetail("Kafka holds everything up to %X/%X; audit rows committed after that and before now are not published.",
-							   LSN_FORMAT_ARGS(ckpt_lsn))));
+			return PubFailoverRecover(s, &c, false);
 		/* "init" first: a crash before the real checkpoint is not a gap */
-		if (!PubCommitInitCheckpoint(s) || !ReplCreateSlot(s, &s->checkpoint))
+		if (!PubCommitInitCheckpoint(s) || !ReplCreateSlot(s, &s->checkpoint, false))
 			return false;
 		return PubConfirmIdle(s, s->checkpoint);
 	}
@@ -236,31 +254,31 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		s->checkpoint = slot_lsn;
 		return PubConfirmIdle(s, slot_lsn);
 	}
-	if (!found || slot_lsn > ckpt_lsn)
+	/* a recovery that did not finish, or a slot from before the promotion:
+	 * make it again */
+	if (found && (c.recovering || other_tli))
+		return PubFailoverRecover(s, &c, true);
+	if (!found)
 	{
-		char		detail[128];
-
-		if (found)
-			snprintf(detail, sizeof(detail), "the slot is confirmed to %X/%X but Kafka holds only up to %X/%X",
-					 LSN_FORMAT_ARGS(slot_lsn), LSN_FORMAT_ARGS(ckpt_lsn));
-		else
-			snprintf(detail, sizeof(detail), "the slot is confirmed to %X/%X and Kafka holds no checkpoint for it",
-					 LSN_FORMAT_ARGS(slot_lsn));
-		PubSetState("gap");
-		PubFail(WARNING, "gap: audit rows may be missing from Kafka: %s (key %s in %s); publishing stopped. "
-				"Drop the slot to start afresh from now, or restore the checkpoint topic",
-				detail, s->tid, s->ckpt_topic);
-		return false;
+		snprintf(detail, sizeof(detail), "the slot is confirmed to %X/%X and Kafka holds no checkpoint for it",
+				 LSN_FORMAT_ARGS(slot_lsn));
+		return pub_gap(s, detail);
 	}
-	if (ckpt_lsn > GetFlushRecPtr(NULL))
+	if (slot_lsn > c.lsn)
+	{
+		snprintf(detail, sizeof(detail), "the slot is confirmed to %X/%X but Kafka holds only up to %X/%X",
+				 LSN_FORMAT_ARGS(slot_lsn), LSN_FORMAT_ARGS(c.lsn));
+		return pub_gap(s, detail);
+	}
+	if (c.lsn > GetFlushRecPtr(NULL))
 	{
 		PubSetState("gap");
 		PubFail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is ahead of this server's WAL (%X/%X): "
 				"it was written by another cluster with the same system identifier, or before a restore; publishing stopped",
-				LSN_FORMAT_ARGS(ckpt_lsn), s->tid, s->ckpt_topic, LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)));
+				LSN_FORMAT_ARGS(c.lsn), s->tid, s->ckpt_topic, LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)));
 		return false;
 	}
-	s->checkpoint = ckpt_lsn;
+	s->checkpoint = c.lsn;
 	return true;
 }
 
@@ -272,7 +290,7 @@ static bool
 pub_session(PubSession *s)
 {
 	char		err[GUID_ERROR_LEN];
-	char		ckpt[64];
+	char		ckpt[GUID_CHECKPOINT_MAX];
 	bool		found = false;
 	bool		streamed = false;
 	KafkaStatus st;
@@ -318,6 +336,7 @@ pub_session(PubSession *s)
 	}
 
 	PubSetState("connecting to PostgreSQL");
+	s->tli = GetWALInsertionTimeLine();
 	if (!ReplConnect(s) || !pub_check_slot(s, ckpt, found))
 		return false;
 
@@ -353,6 +372,7 @@ pub_session(PubSession *s)
 		if (!s->kafka_open && !s->in_xact)
 		{
 			PubCaughtUp(now);
+			PubMarkMaybe(s);
 			if (s->server_end > s->checkpoint &&
 				TimestampDifferenceExceeds(s->last_idle_confirm, now, PUB_IDLE_CONFIRM_MS))
 			{

@@ -36,6 +36,45 @@
 /* Repeat an unchanged error or the retained-WAL warning this often, ms */
 #define PUB_WARN_MS				60000
 
+/* A mark records at most this many partitions of the data topic. */
+#define PUB_MARK_PARTS			256
+/* Marks are taken at most this often, ms, and this many are kept. */
+#define PUB_MARK_MS				10000
+#define PUB_MARK_HISTORY		16
+
+/*
+ * A mark (coordinator/publisher_failover.c): every audit row whose xmin
+ * precedes xmin is in Kafka once the checkpoint reaches at, and every row
+ * this cluster publishes with a later xmin lies at or after offsets[] in
+ * the data topic.
+ */
+typedef struct PubMark
+{
+	bool		valid;
+	TransactionId xmin;
+	XLogRecPtr	at;				/* in memory only: the insert position */
+	int			nparts;
+	int64		offsets[PUB_MARK_PARTS];
+} PubMark;
+
+/* The data topic's ends, then the next xid: a candidate for a mark. */
+typedef struct PubMarkPoint
+{
+	TransactionId next_xid;
+	int			nparts;
+	int64		offsets[PUB_MARK_PARTS];
+} PubMarkPoint;
+
+/* A checkpoint value, parsed. */
+typedef struct PubCheckpoint
+{
+	bool		init;			/* "init": nothing published yet */
+	XLogRecPtr	lsn;
+	TimeLineID	tli;			/* 0: not recorded (before 1.5) */
+	bool		recovering;		/* a failover recovery had begun */
+	PubMark		mark;
+} PubCheckpoint;
+
 /*
  * One session: a producer and a replication connection, from their creation
  * to the first failure.  Allocated in the session's memory context.
@@ -61,6 +100,13 @@ typedef struct PubSession
 	TimestampTz last_status;
 	TimestampTz last_idle_confirm;
 	bool		reply_wanted;
+	/* failover (coordinator/publisher_failover.c) */
+	TimeLineID	tli;			/* this server's timeline */
+	PubMark		mark;			/* recorded in every checkpoint */
+	PubMark		pending;		/* recorded once the checkpoint reaches at */
+	TimestampTz last_mark;
+	PubMarkPoint *points;		/* PUB_MARK_HISTORY, a ring */
+	int			npoints;
 } PubSession;
 
 /* coordinator/publisher_settings.c: settings only the publisher reads (the
@@ -69,6 +115,7 @@ extern char *guid_kafka_topic;
 extern char *guid_kafka_properties;
 extern char *guid_kafka_properties_file;
 extern char *guid_publisher_conninfo;
+extern char *guid_publisher_standby_slots;
 #ifdef GUID_FAULT_INJECTION
 extern char *guid_publisher_test_pause;
 #endif
@@ -81,6 +128,7 @@ extern void PubWarnLag(PubSession *s);
 /* coordinator/publisher_kafka.c: the session's Kafka transactions */
 extern bool PubKafkaStart(PubSession *s);
 extern bool PubCommitInitCheckpoint(PubSession *s);
+extern bool PubCommitCheckpointValue(PubSession *s, const char *value);
 extern bool PubCommit(PubSession *s, XLogRecPtr end_lsn);
 extern bool PubConfirmIdle(PubSession *s, XLogRecPtr end_lsn);
 extern bool PubOnBegin(PubSession *s, XLogRecPtr end_lsn, TimestampTz commit_time);
@@ -88,9 +136,23 @@ extern bool PubOnRow(PubSession *s, const char *key, uint32 keylen,
 					 const char *value, int valuelen);
 extern void PubOnCommit(PubSession *s, XLogRecPtr end_lsn);
 
+/* coordinator/publisher_failover.c: checkpoints, marks, recovery */
+extern bool PubCheckpointParse(const char *value, PubCheckpoint *c);
+extern void PubCheckpointFormat(PubSession *s, XLogRecPtr end_lsn, bool recovering,
+								char *buf, size_t len);
+extern void PubMarkMaybe(PubSession *s);
+extern bool PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot);
+extern bool PubTimelineSwitch(PubSession *s, TimeLineID tli, XLogRecPtr *switchpoint);
+
+/* coordinator/publisher_standby.c: guid.publisher_standby_slots */
+extern bool PubStandbysFlushed(XLogRecPtr lsn, char *why, size_t whylen);
+extern bool PubWaitForStandbys(PubSession *s, XLogRecPtr lsn);
+
 /* coordinator/repl_client.c: the replication connection */
 extern bool ReplConnect(PubSession *s);
-extern bool ReplCreateSlot(PubSession *s, XLogRecPtr *consistent_point);
+extern bool ReplCreateSlot(PubSession *s, XLogRecPtr *consistent_point, bool use_snapshot);
+extern bool ReplDropSlot(PubSession *s);
+extern PGresult *ReplExec(PubSession *s, const char *command, ExecStatusType expect);
 extern bool ReplStart(PubSession *s);
 extern bool ReplRead(PubSession *s, bool *drained);
 extern bool ReplSendStatus(PubSession *s, bool force);
@@ -110,5 +172,6 @@ extern void PubPublished(uint64 rows, uint64 xacts, XLogRecPtr lsn,
 						 TimestampTz now, double ms);
 extern void PubCaughtUp(TimestampTz now);
 extern void PubRetrying(void);
+extern void PubFailoverCounted(uint64 republished, uint64 duplicates, uint64 missing);
 
 #endif							/* PUBLISHER_INT_H */

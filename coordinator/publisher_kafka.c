@@ -151,13 +151,13 @@ pub_pause(PubSession *s, const char *step)
 bool
 PubCommit(PubSession *s, XLogRecPtr end_lsn)
 {
-	char		lsn[32];
+	char		value[GUID_CHECKPOINT_MAX];
 	TimestampTz start;
 	TimestampTz now;
 	double		ms;
 
-	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(end_lsn));
-	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid), lsn, strlen(lsn), NULL))
+	PubCheckpointFormat(s, end_lsn, false, value, sizeof(value));
+	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid), value, strlen(value), NULL))
 		return false;
 
 	pub_pause(s, "before_commit");
@@ -217,6 +217,17 @@ PubKafkaStart(PubSession *s)
 bool
 PubCommitInitCheckpoint(PubSession *s)
 {
+	return PubCommitCheckpointValue(s, GUID_CHECKPOINT_INIT);
+}
+
+/*
+ * PubCommitCheckpointValue: a Kafka transaction holding only the checkpoint
+ * value (no rows, no confirmation).  Returns false after reporting a
+ * failure.
+ */
+bool
+PubCommitCheckpointValue(PubSession *s, const char *value)
+{
 	char		err[GUID_ERROR_LEN];
 
 	s->kafka_open = false;
@@ -227,7 +238,7 @@ PubCommitInitCheckpoint(PubSession *s)
 	}
 	s->kafka_open = true;
 	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid),
-					 GUID_CHECKPOINT_INIT, strlen(GUID_CHECKPOINT_INIT), NULL) ||
+					 value, strlen(value), NULL) ||
 		pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
 		return false;
 	s->kafka_open = false;
@@ -256,6 +267,15 @@ PubOnBegin(PubSession *s, XLogRecPtr end_lsn, TimestampTz commit_time)
 	if (s->skipping)
 		return true;
 	pub_pause(s, "before_produce");
+	/* guid.publisher_standby_slots: nothing goes to Kafka before the
+	 * standbys have it; what is open is committed first, not held open */
+	if (!PubStandbysFlushed(end_lsn, err, sizeof(err)))
+	{
+		if (s->kafka_open && !PubCommit(s, s->pending_end))
+			return false;
+		if (!PubWaitForStandbys(s, end_lsn))
+			return false;
+	}
 	if (!s->kafka_open)
 	{
 		if (KafkaSinkBegin(s->ks, err, sizeof(err)) != KAFKA_OK)

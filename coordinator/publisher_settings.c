@@ -31,6 +31,7 @@ char	   *guid_kafka_topic = NULL;
 char	   *guid_kafka_properties = NULL;
 char	   *guid_kafka_properties_file = NULL;
 char	   *guid_publisher_conninfo = NULL;
+char	   *guid_publisher_standby_slots = NULL;
 #ifdef GUID_FAULT_INJECTION
 /* Built into test builds only (make GUID_FAULT_INJECTION=1, as make test does). */
 char	   *guid_publisher_test_pause = NULL;
@@ -65,6 +66,34 @@ pub_check_topic(char **newval, void **extra, GucSource source)
 			return false;
 		}
 	return true;
+}
+
+/*
+ * guid.publisher_standby_slots: replication slot names separated by commas
+ * (spaces allowed), each as PostgreSQL checks a slot name.
+ */
+static bool
+pub_check_standby_slots(char **newval, void **extra, GucSource source)
+{
+	char	   *list = pstrdup(*newval);
+	char	   *name;
+	char	   *save = NULL;
+	bool		ok = true;
+
+	for (name = strtok_r(list, ", \t", &save); name && ok; name = strtok_r(NULL, ", \t", &save))
+	{
+		const char *p;
+
+		if (strlen(name) >= NAMEDATALEN)
+			ok = false;
+		for (p = name; *p && ok; p++)
+			ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+		if (!ok)
+			GUC_check_errdetail("\"%s\" is not a replication slot name: 1 to %d lower case letters, numbers and underscores.",
+								name, NAMEDATALEN - 1);
+	}
+	pfree(list);
+	return ok;
 }
 
 /* Does a librdkafka property list name a credential? */
@@ -130,6 +159,12 @@ PublisherInit(void)
 							   gettext_noop("Extra libpq settings for the publisher's replication connection to this server (user, password, ...)."),
 							   NULL, &guid_publisher_conninfo, "",
 							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("guid.publisher_standby_slots",
+							   gettext_noop("Physical replication slots of standbys that must have flushed a transaction before the publisher sends its audit rows to Kafka."),
+							   gettext_noop("Comma-separated slot names; empty: publish without waiting for standbys."),
+							   &guid_publisher_standby_slots, "",
+							   PGC_SIGHUP, 0, pub_check_standby_slots, NULL, NULL);
 
 	if (!GuidStreamConfigured())
 		return;

@@ -181,3 +181,17 @@ PubRetrying(void)
 	p->oldest_pending = 0;
 	GuidStatusWrite(pub_area, p);
 }
+
+/* PubFailoverCounted: a failover recovery republished rows, of which
+ * duplicates may already have been in Kafka, and found missing guids in
+ * Kafka that guid.audit lacks. */
+void
+PubFailoverCounted(uint64 republished, uint64 duplicates, uint64 missing)
+{
+	StreamStatus *p = &pub_status;
+
+	p->failover_republished += republished;
+	p->failover_duplicates += duplicates;
+	p->failover_missing += missing;
+	GuidStatusWrite(pub_area, p);
+}

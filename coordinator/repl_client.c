@@ -106,10 +106,10 @@ repl_result(PubSession *s)
 	return PQgetResult(s->conn);
 }
 
-/* Run a replication command; returns its result (caller clears) or NULL
- * after reporting the error. */
-static PGresult *
-repl_exec(PubSession *s, const char *command, ExecStatusType expect)
+/* ReplExec: run a replication command (or SQL, outside of COPY); returns
+ * its result (caller clears) or NULL after reporting the error. */
+PGresult *
+ReplExec(PubSession *s, const char *command, ExecStatusType expect)
 {
 	PGresult   *res;
 	PGresult   *extra;
@@ -213,19 +213,24 @@ ReplConnect(PubSession *s)
 
 /*
  * ReplCreateSlot: create the slot guid.slot_name with the "guid" plugin.
- * Sets *consistent_point to where its decoding starts.  Returns false after
- * reporting a failure.
+ * Sets *consistent_point to where its decoding starts.  With use_snapshot
+ * (caller has begun a REPEATABLE READ transaction on the connection and run
+ * nothing in it yet), that transaction's snapshot becomes the slot's: every
+ * transaction committed before the consistent point is visible in it, every
+ * later one comes through the slot.  Returns false after reporting a
+ * failure.
  */
 bool
-ReplCreateSlot(PubSession *s, XLogRecPtr *consistent_point)
+ReplCreateSlot(PubSession *s, XLogRecPtr *consistent_point, bool use_snapshot)
 {
 	PGresult   *res;
 	char	   *cmd;
 	uint32		hi,
 				lo;
 
-	cmd = psprintf("CREATE_REPLICATION_SLOT \"%s\" LOGICAL guid NOEXPORT_SNAPSHOT", guid_slot_name);
-	res = repl_exec(s, cmd, PGRES_TUPLES_OK);
+	cmd = psprintf("CREATE_REPLICATION_SLOT \"%s\" LOGICAL guid %s", guid_slot_name,
+				   use_snapshot ? "USE_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
+	res = ReplExec(s, cmd, PGRES_TUPLES_OK);
 	pfree(cmd);
 	if (res == NULL)
 		return false;
@@ -244,6 +249,26 @@ ReplCreateSlot(PubSession *s, XLogRecPtr *consistent_point)
 }
 
 /*
+ * ReplDropSlot: drop the slot guid.slot_name (a failover recovery that did
+ * not finish left it).  Returns false after reporting a failure.
+ */
+bool
+ReplDropSlot(PubSession *s)
+{
+	PGresult   *res;
+	char	   *cmd;
+
+	cmd = psprintf("DROP_REPLICATION_SLOT \"%s\" WAIT", guid_slot_name);
+	res = ReplExec(s, cmd, PGRES_COMMAND_OK);
+	pfree(cmd);
+	if (res == NULL)
+		return false;
+	PQclear(res);
+	ereport(LOG, (errmsg("guid publisher: dropped replication slot \"%s\" to recover again", guid_slot_name)));
+	return true;
+}
+
+/*
  * ReplStart: START_REPLICATION on guid.slot_name from s->checkpoint.
  * Returns false after reporting a failure.
  */
@@ -255,7 +280,7 @@ ReplStart(PubSession *s)
 
 	cmd = psprintf("START_REPLICATION SLOT \"%s\" LOGICAL %X/%X",
 				   guid_slot_name, LSN_FORMAT_ARGS(s->checkpoint));
-	res = repl_exec(s, cmd, PGRES_COPY_BOTH);
+	res = ReplExec(s, cmd, PGRES_COPY_BOTH);
 	pfree(cmd);
 	if (res == NULL)
 		return false;

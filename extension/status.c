@@ -192,6 +192,11 @@ guid_status(PG_FUNCTION_ARGS)
 			values[27] = CStringGetTextDatum(snap.error);
 			nulls[27] = false;
 		}
+		/* 1.5: failover recoveries since the server started */
+		values[30] = Int64GetDatum((int64) snap.failover_republished);
+		values[31] = Int64GetDatum((int64) snap.failover_duplicates);
+		values[32] = Int64GetDatum((int64) snap.failover_missing);
+		nulls[30] = nulls[31] = nulls[32] = false;
 	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

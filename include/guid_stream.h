@@ -21,7 +21,10 @@
  * The rows go to the topic guid.kafka_topic; the checkpoint, key the
  * publisher's transactional.id and value the end LSN ("%X/%X") of the last
  * transaction in Kafka, or "init" before the first, to
- * <guid.kafka_topic>_checkpoints.
+ * <guid.kafka_topic>_checkpoints.  Since 1.5 the LSN is followed by what a
+ * failover needs (coordinator/publisher_failover.c): " tli=N" (its
+ * timeline), " xmin=N off=o0,o1,..." (a mark) and " recovering"; older
+ * values are a bare LSN, and older publishers read only the LSN.
  *
  * Nothing here calls into PostgreSQL beyond pqformat's StringInfo writers:
  * a backend (the walsender running the plugin) and the publisher worker
@@ -43,6 +46,8 @@
 #define GUID_CHECKPOINT_SUFFIX	"_checkpoints"
 /* The checkpoint written before the slot exists (nothing published yet). */
 #define GUID_CHECKPOINT_INIT	"init"
+/* The longest checkpoint value ("%X/%X tli=N xmin=N off=o,o,..."). */
+#define GUID_CHECKPOINT_MAX		8192
 
 /* Message types */
 #define GUID_STREAM_BEGIN		'B'
@@ -174,6 +179,12 @@ typedef struct StreamStatus
 								 * but not yet in Kafka; 0 if none */
 	TimestampTz caught_up_at;	/* last time nothing was waiting */
 	double		commit_ms;		/* duration of the last Kafka commit */
+	uint64		failover_republished;	/* rows published by failover
+										 * recoveries (since start) */
+	uint64		failover_duplicates;	/* ... of which Kafka may already
+										 * have held (undecidable) */
+	uint64		failover_missing;	/* guids in Kafka the new primary's
+									 * guid.audit lacks */
 	char		error[256];		/* last error, "" once it publishes */
 } StreamStatus;
 

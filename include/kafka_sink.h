@@ -55,4 +55,26 @@ extern KafkaStatus KafkaSinkReadCheckpoint(const char *brokers,
 										   bool *found, int timeout_ms,
 										   char *err, size_t errlen);
 
+/* For coordinator/kafka_readback.c, which shares the configuration. */
+struct rd_kafka_conf_s;
+struct rd_kafka_s;
+extern struct rd_kafka_conf_s *KafkaSinkConf(const char *brokers,
+											 const char *properties,
+											 const char *file_properties,
+											 char *err, size_t errlen);
+extern struct rd_kafka_s *KafkaSinkHandle(KafkaSink *ks);
+
+/* coordinator/kafka_readback.c: reading the data topic back (failover) */
+typedef void (*KafkaReadbackCallback) (void *arg, const char *value, size_t len);
+extern KafkaStatus KafkaTopicEnds(KafkaSink *ks, const char *topic,
+								  int64 *ends, int maxparts, int *nparts,
+								  int timeout_ms, char *err, size_t errlen);
+extern KafkaStatus KafkaReadback(const char *brokers, const char *properties,
+								 const char *file_properties,
+								 const char *topic, const int64 *from, int nfrom,
+								 KafkaReadbackCallback cb, void *arg,
+								 int64 *ends, int maxparts, int *nends,
+								 bool *undecidable,
+								 int timeout_ms, char *err, size_t errlen);
+
 #endif							/* KAFKA_SINK_H */

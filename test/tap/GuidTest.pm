@@ -23,7 +23,8 @@ our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
   kafka_resume zk_proxy_start zk_proxy_mode zk_proxy_events zk_proxy_stop zk_get
   kafka_admin kafka_produce stream_messages
   redis_start redis_stop redis_cli redis_pid set_guid_redis accept_queue
-  system_identifier wait_published_by);
+  system_identifier wait_published_by
+  stream_standby failover_figures consume_all);
 
 my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -669,6 +670,53 @@ sub guid_sqlstate
 	my ($state, $msg) = $err =~ /ERROR:  ([0-9A-Z]{5}): ([^\n]*)/;
 	my ($hint) = $err =~ /HINT:  ([^\n]*)/;
 	return ($state // '', $msg // $err, $hint // '');
+}
+
+# --- The audit stream across a failover (026, 027) ------------------------------
+
+# stream_standby($primary, $name, $slot): a streaming physical standby of
+# $primary, through the physical slot $slot (created here), started.
+sub stream_standby
+{
+	my ($primary, $name, $slot) = @_;
+	$primary->safe_psql('postgres', "SELECT pg_create_physical_replication_slot('$slot', true)");
+	$primary->backup("${name}_backup");
+	my $standby = PostgreSQL::Test::Cluster->new($name);
+	$standby->init_from_backup($primary, "${name}_backup", has_streaming => 1);
+	$standby->append_conf('postgresql.conf', "primary_slot_name = '$slot'\n");
+	$standby->start;
+	$primary->poll_query_until('postgres',
+		"SELECT restart_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = '$slot' AND active")
+	  or die "$name did not start streaming";
+	return $standby;
+}
+
+# failover_figures($node): the last failover recovery its publisher logged:
+# { republished, duplicates, missing }, or undef if there was none.
+sub failover_figures
+{
+	my $node = shift;
+	my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
+	my @all = $log =~ /failover recovery: republished (\d+) audit rows \((\d+) possible duplicates\), (\d+) guids in Kafka missing/g;
+	return undef unless @all;
+	my ($r, $d, $m) = @all[-3 .. -1];
+	return { republished => $r, duplicates => $d, missing => $m };
+}
+
+# consume_all($node, $db, $brokers, $topic): run the reference consumer
+# into database $db of $node until the topic is idle; returns its summary
+# { messages, applied, duplicates } and the guids it applied (sorted).
+sub consume_all
+{
+	my ($node, $db, $brokers, $topic) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $ENV{GUID_CONSUMER}, '--brokers', $brokers, '--topic', $topic,
+		'--conninfo', $node->connstr($db), '--idle-exit', '3' ], '>', \$out, '2>', \$err)
+	  or die "guid_consumer failed: $err";
+	my ($messages, $applied, $dups) = $out =~ /messages (\d+) applied (\d+) duplicates (\d+)/
+	  or die "guid_consumer said: $out";
+	my $guids = $node->safe_psql($db, 'SELECT guid FROM guid_applied ORDER BY guid');
+	return ({ messages => $messages, applied => $applied, duplicates => $dups }, $guids);
 }
 
 1;
