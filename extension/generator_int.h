@@ -123,14 +123,11 @@ typedef struct GuidShared
 										 * ZooKeeper marks when leased) */
 
 	/*
-	 * The reservation's WAL (reservation_wal.c).  wal_ms is the highest
-	 * reservation in this server's WAL, logged here or replayed; written
-	 * under reserve_lock (or by the worker alone, leased).  res_sysid and
-	 * res_tli say where the durable reservation was written (system
-	 * identifier, timeline; 0 when unknown: no file, or the format of 1.4);
+	 * Where the durable reservation was written (reservation_wal.c):
+	 * res_sysid and res_tli are the system identifier and timeline of the
+	 * server that wrote it (0 when unknown: no file, or the format of 1.4);
 	 * written with the file.  Advisory, for guid.status.
 	 */
-	pg_atomic_uint64 wal_ms;
 	pg_atomic_uint64 res_sysid;
 	pg_atomic_uint32 res_tli;
 

@@ -152,9 +152,8 @@ generator_shmem_init(void *area, LWLockPadded *locks)
 	 */
 	pg_atomic_init_u64(&gs->state,
 					   GuidStateMake(node, reserved, (int32) GUID_MAX_SEQUENCE));
-	pg_atomic_init_u64(&gs->reserved_ms, (uint64) reserved);
 	/* the WAL may hold more: recovery replays it (reservation_wal.c) */
-	pg_atomic_init_u64(&gs->wal_ms, (uint64) reserved);
+	pg_atomic_init_u64(&gs->reserved_ms, (uint64) reserved);
 	pg_atomic_init_u64(&gs->res_sysid, file_sysid);
 	pg_atomic_init_u32(&gs->res_tli, file_tli);
 	pg_atomic_init_u32(&gs->mode, (uint32) mode);

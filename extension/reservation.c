@@ -20,7 +20,7 @@
  * (GuidRaiseReservation).
  *
  * The reservation also travels with the WAL (reservation_wal.c): a new
- * reservation is logged and flushed first, then written to the file, then
+ * reservation is written to the file, then logged and flushed, then
  * published in reserved_ms.  A standby replays the record into its own file,
  * reservation and state word (GeneratorReplayReservation), so that once
  * promoted it starts above every ID the old primary could have put into the
@@ -29,11 +29,12 @@
  * that wrote the reservation; format 1 (1.4 and before) is still read.
  *
  * Locking rules: reserved_ms only grows, and in standalone mode only under
- * reserve_lock, after the WAL record and the file are durable.  Replay takes
+ * reserve_lock, after the file and the WAL record are durable.  Replay takes
  * reserve_lock too.
  *
- * What this file must not do: raise reserved_ms before the WAL record and
- * the file are durable, or lower the file.
+ * What this file must not do: raise reserved_ms before the file and the WAL
+ * record are durable, log the record before the file is durable, or lower
+ * the file on replay.
  *
  *-------------------------------------------------------------------------
  */
@@ -128,12 +129,23 @@ reservation_write_file(int32 node, int64 reserved_ms, uint64 sysid,
 
 /*
  * GuidWriteReservation: make "node may have issued up to reserved_ms"
- * durable: a WAL record, flushed (only when the reservation moves beyond
- * what the WAL holds already), then the file.  Only the primary writes.
- * Callers serialise (reserve_lock in standalone mode; only the worker
- * writes in leased mode) and publish reserved_ms afterwards.  Returns true
- * on success; on failure reports at elevel (ERROR does not return).  A
- * failure to write WAL is not survivable and does not return.
+ * durable: the file first, then a WAL record, flushed.  Only the primary
+ * writes.  Callers serialise (reserve_lock in standalone mode; only the
+ * worker writes in leased mode) and publish reserved_ms afterwards.
+ *
+ * The file comes first and every write logs its record, because a base
+ * backup copies the file at some moment and replays only the WAL after its
+ * checkpoint: a record written before that checkpoint reaches the copy only
+ * through the file.  File first, a record before the checkpoint means a
+ * file at least as high before the copy; a record for every write means a
+ * reservation published after the copy is in the WAL after the checkpoint
+ * (never left out because an older record, before the checkpoint, was as
+ * high: test/tap/029_backup_reservation.pl).  A crash between the two
+ * leaves the file ahead of the WAL, and nothing issued above the WAL.
+ *
+ * Returns true on success; on failure reports at elevel (ERROR does not
+ * return) and logs nothing.  A failure to write WAL is not survivable and
+ * does not return.
  */
 bool
 GuidWriteReservation(int32 node, int64 reserved_ms, int elevel)
@@ -143,18 +155,16 @@ GuidWriteReservation(int32 node, int64 reserved_ms, int elevel)
 
 	GuidRequirePrimary();
 	tli = GetWALInsertionTimeLine();
-	if (reserved_ms > (int64) pg_atomic_read_u64(&GuidState->wal_ms))
-	{
-		GeneratorLogReservation(node, reserved_ms, sysid, tli);
-		pg_atomic_write_u64(&GuidState->wal_ms, (uint64) reserved_ms);
-	}
-	return reservation_write_file(node, reserved_ms, sysid, tli, elevel);
+	if (!reservation_write_file(node, reserved_ms, sysid, tli, elevel))
+		return false;
+	GeneratorLogReservation(node, reserved_ms, sysid, tli);
+	return true;
 }
 
 /*
  * GeneratorReplayReservation: redo of a reservation record (the startup
  * process, on a standby or in crash recovery).  Raises, never lowers, the
- * durable file, reserved_ms, wal_ms and the state word, in that order, so
+ * durable file, reserved_ms and the state word, in that order, so
  * that the generator starts above reserved_ms after a promotion (no restart)
  * as after a restart.  Idempotent.  A file that cannot be written stops
  * recovery (ERROR in the startup process): a standby that went on without it
@@ -174,8 +184,6 @@ GeneratorReplayReservation(int64 reserved_ms, uint64 sysid, uint32 tli)
 		(void) reservation_write_file(GuidStateNode(old), reserved_ms, sysid, tli, ERROR);
 		pg_atomic_write_u64(&gs->reserved_ms, (uint64) reserved_ms);
 	}
-	if (reserved_ms > (int64) pg_atomic_read_u64(&gs->wal_ms))
-		pg_atomic_write_u64(&gs->wal_ms, (uint64) reserved_ms);
 	LWLockRelease(gs->reserve_lock);
 
 	/* every ID at or below reserved_ms may have been issued */

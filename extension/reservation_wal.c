@@ -13,16 +13,19 @@
  *	primary		GuidWriteReservation (reservation.c), called under
  *				reserve_lock (standalone) or by the coordinator alone
  *				(leased, after the versioned write of hwm/<id> in ZooKeeper):
- *				1. XLogInsert one record (node, reserved_ms, system
+ *				1. write guid.reservation durably,
+ *				2. XLogInsert one record (node, reserved_ms, system
  *				   identifier, timeline) and XLogFlush it,
- *				2. write guid.reservation durably,
  *				3. only then raise reserved_ms in shared memory.
  *				Every ID is issued at or below reserved_ms, so the record
  *				covering an ID is in the WAL, flushed, before the ID exists;
- *				any row holding the ID comes later in the WAL.  A record is
- *				written only when the reservation moves beyond what the WAL
- *				holds (wal_ms): about once a second under load, none when
- *				idle.
+ *				any row holding the ID comes later in the WAL.  A base
+ *				backup, which replays only the WAL after its checkpoint,
+ *				finds a record older than that checkpoint in the file it
+ *				copied (hence the file first), and every reservation
+ *				published after the copy in a record after it (hence a
+ *				record for every write).  One record per reservation write:
+ *				about once a second under load, none when idle.
  *	redo		(standby, and crash recovery on the primary: the same
  *				records) GeneratorReplayReservation: raise, never lower, the
  *				standby's own guid.reservation, its reserved_ms and its
