@@ -128,6 +128,7 @@ GuidWorkerMain(Datum main_arg)
 
 	if (!worker_wait_for_primary())
 		proc_exit(0);
+	GuidLogStartReservation();
 
 	if (GuidLeaseMode())
 	{

@@ -162,6 +162,28 @@ GuidWriteReservation(int32 node, int64 reserved_ms, int elevel)
 }
 
 /*
+ * GuidLogStartReservation: (coordinator only, once recovery has ended) put
+ * the reservation this server started from into the WAL.  A reservation file
+ * written by guid 1.4 has no record behind it: without this, a standby
+ * whose file is older, promoted before this server's first new record,
+ * could start below IDs issued before the upgrade.  Once a record is in the
+ * WAL this changes nothing (redo only ever raises).
+ */
+void
+GuidLogStartReservation(void)
+{
+	GuidShared *gs = GuidState;
+	int64		reserved;
+
+	LWLockAcquire(gs->reserve_lock, LW_EXCLUSIVE);
+	reserved = (int64) pg_atomic_read_u64(&gs->reserved_ms);
+	if (reserved > 0)
+		GeneratorLogReservation(GuidStateNode(pg_atomic_read_u64(&gs->state)), reserved,
+								GetSystemIdentifier(), GetWALInsertionTimeLine());
+	LWLockRelease(gs->reserve_lock);
+}
+
+/*
  * GeneratorReplayReservation: redo of a reservation record (the startup
  * process, on a standby or in crash recovery).  Raises, never lowers, the
  * durable file, reserved_ms and the state word, in that order, so

@@ -91,6 +91,7 @@ extern int64 GuidReservationTarget(void);
 extern bool GuidReservationDue(void);
 extern bool GuidExtendReservation(int64 need_ms, int elevel);
 extern bool GuidWriteReservation(int32 node, int64 reserved_ms, int elevel);
+extern void GuidLogStartReservation(void);
 extern void GuidSampleClock(void);
 
 /* Leased mode (generator_state.c). */
