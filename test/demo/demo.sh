@@ -156,9 +156,9 @@ for _ in $(seq 1 600); do
 	sleep 0.1
 done
 scratch_psql "$sdir" "$sport" -e <<'SQL'
--- The promoted standby leases a node id (the one east freed when it stopped, if still
--- free) and starts above every ID
--- it replayed: nothing east issued can come again.
+-- The promoted standby leases a node id (here the one east freed when it
+-- stopped) and starts above every ID it replayed: nothing east issued can
+-- come again.
 INSERT INTO payments (booking, amount) VALUES ('book_after_failover', 43);
 SELECT p.id, d.node_id, d.created_at, p.booking
 FROM payments p, guid_decode(p.id) d
