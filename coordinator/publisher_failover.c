@@ -361,29 +361,37 @@ rc_count_missing(PubSession *s, PubReadback *rb, XLogRecPtr switchpoint)
  * not precede lo (all rows if !use_lo), as (guid, service, JSON, in band)
  * where "in band" means the xmin precedes the mark's own xmin (see
  * PubFailoverRecover).  NULL after reporting a failure.
+ *
+ * Transaction ids compare modulo 2^32, within the window [lo, xmax) where
+ * xmax is the snapshot's: every visible row's xmin precedes it.  age() is
+ * no measure: a row frozen long ago keeps its raw xmin, which age() reads
+ * as from the future once it is 2^31 transactions old.
  */
 static PGresult *
 rc_candidates(PubSession *s, XLogRecPtr cp, bool use_lo, TransactionId lo,
 			  bool band, TransactionId mark_xmin)
 {
 	char	   *q;
-	char		where[128] = "";
-	char		inband[128] = "false";
+	char		where[192] = "";
+	char		inband[192] = "false";
 	PGresult   *res;
 
+#define RC_DIST(x) "((" x " - %u) & 4294967295)"
 	if (use_lo)
 		snprintf(where, sizeof(where),
-				 "WHERE pg_catalog.age(xmin) <= pg_catalog.age('%u'::pg_catalog.xid)", lo);
+				 "WHERE " RC_DIST("xmin::pg_catalog.text::pg_catalog.int8") " < " RC_DIST("w.xmax"), lo, lo);
 	if (band)
 		snprintf(inband, sizeof(inband),
-				 "pg_catalog.age(xmin) > pg_catalog.age('%u'::pg_catalog.xid)", mark_xmin);
+				 RC_DIST("xmin::pg_catalog.text::pg_catalog.int8") " < " RC_DIST("%u"), lo, mark_xmin, lo);
+#undef RC_DIST
 	q = psprintf("SELECT guid::pg_catalog.int8, service, pg_catalog.format("
 				 "'{\"guid\":\"%%s\",\"node_id\":%%s,\"system_identifier\":\"%%s\",\"guid_node_id\":%%s,"
 				 "\"created_at\":\"%%s\",\"service\":%%s,\"lsn\":\"%%s\",\"xid\":%%s}', "
 				 "guid::pg_catalog.int8, node_id, '" UINT64_FORMAT "', (guid::pg_catalog.int8 >> 12) & 1023, "
 				 "pg_catalog.to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
 				 "pg_catalog.to_json(service::pg_catalog.text), '%X/%X', xmin), %s "
-				 "FROM guid.audit %s",
+				 "FROM guid.audit, (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())"
+				 "::pg_catalog.text::pg_catalog.int8 & 4294967295 AS xmax) w %s",
 				 GetSystemIdentifier(), LSN_FORMAT_ARGS(cp), inband, where);
 	res = ReplExec(s, q, PGRES_TUPLES_OK);
 	pfree(q);
