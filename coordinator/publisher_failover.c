@@ -144,6 +144,8 @@ PubCheckpointParse(const char *value, PubCheckpoint *c)
 			p = *end == ',' ? end + 1 : end;
 		}
 		c->mark.valid = TransactionIdIsNormal(c->mark.xmin);
+		if ((p = strstr(value, " from=")) != NULL)
+			c->mark.from = (TransactionId) strtoul(p + 6, NULL, 10);
 	}
 	return true;
 }
@@ -162,7 +164,11 @@ ckpt_format(char *buf, size_t len, XLogRecPtr lsn, TimeLineID tli, const PubMark
 	{
 		size_t		base = n;
 
-		n += snprintf(buf + n, len - n, " xmin=%u off=", mark->xmin);
+		n += snprintf(buf + n, len - n, " xmin=%u", mark->xmin);
+		if (TransactionIdIsNormal(mark->from) && n < len)
+			n += snprintf(buf + n, len - n, " from=%u", mark->from);
+		if (n < len)
+			n += snprintf(buf + n, len - n, " off=");
 		for (i = 0; i < mark->nparts && n < len; i++)
 			n += snprintf(buf + n, len - n, "%s" INT64_FORMAT, i ? "," : "", mark->offsets[i]);
 		if (n + 16 >= len)
@@ -236,6 +242,7 @@ PubMarkMaybe(PubSession *s)
 		{
 			s->pending.valid = true;
 			s->pending.xmin = xmin;
+			s->pending.from = InvalidTransactionId;
 			s->pending.at = at;
 			s->pending.nparts = q->nparts;
 			memcpy(s->pending.offsets, q->offsets, sizeof(int64) * q->nparts);
@@ -421,6 +428,7 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 	XLogRecPtr	cp;
 	TransactionId pre;
 	TransactionId lo = InvalidTransactionId;
+	PubMark		mark;
 	bool		band = false;
 	PGresult   *res;
 	PGresult   *done;
@@ -429,6 +437,25 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 	uint64		duplicates = 0;
 	int			i;
 
+	/*
+	 * Rows of this timeline written while the slot is being made belong to
+	 * transactions running from here on.  If that is before the mark, the
+	 * xids between were used again after the switch point: rows with them
+	 * are candidates, undecidable.  That lower bound goes into the
+	 * recovering checkpoint and stays in the mark until a new one, so that
+	 * a recovery after a next failover (this one's unfinished, or before
+	 * this server's first mark) still looks at this timeline's rows.
+	 */
+	pre = GetOldestActiveTransactionId();
+	mark = c->mark;
+	if (mark.valid)
+	{
+		lo = TransactionIdIsNormal(mark.from) ? mark.from : mark.xmin;
+		if (TransactionIdPrecedes(pre, lo))
+			lo = pre;
+		band = TransactionIdPrecedes(lo, mark.xmin);
+		mark.from = band ? lo : InvalidTransactionId;
+	}
 	if (c->tli != 0 && c->tli != s->tli)
 		(void) PubTimelineSwitch(s, c->tli, &switchpoint);
 	ereport(LOG,
@@ -437,9 +464,9 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 	PubSetState("recovering");
 
 	/* (a) */
-	if (!c->recovering)
+	if (!c->recovering || mark.from != c->mark.from)
 	{
-		ckpt_format(value, sizeof(value), c->lsn, c->tli, &c->mark, true);
+		ckpt_format(value, sizeof(value), c->lsn, c->tli, &mark, true);
 		if (!PubCommitCheckpointValue(s, value))
 			return false;
 	}
@@ -478,9 +505,7 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 		return false;
 	}
 
-	/* (c): rows of this timeline written while the slot is being made
-	 * belong to transactions running from here on */
-	pre = GetOldestActiveTransactionId();
+	/* (c) */
 	res = ReplExec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ", PGRES_COMMAND_OK);
 	if (res == NULL)
 		return false;
@@ -489,17 +514,7 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 		return false;
 
 	/* (d) */
-	if (c->mark.valid)
-	{
-		lo = c->mark.xmin;
-		if (TransactionIdPrecedes(pre, lo))
-		{
-			/* transaction ids were used again after the switch point: rows
-			 * between pre and the mark's xmin cannot be decided */
-			lo = pre;
-			band = true;
-		}
-	}
+	s->mark = mark;
 	res = rc_candidates(s, cp, c->mark.valid, lo, band, c->mark.xmin);
 	if (res == NULL)
 		return false;
