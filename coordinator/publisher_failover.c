@@ -144,6 +144,8 @@ PubCheckpointParse(const char *value, PubCheckpoint *c)
 			p = *end == ',' ? end + 1 : end;
 		}
 		c->mark.valid = TransactionIdIsNormal(c->mark.xmin);
+		if ((p = strstr(value, " from=")) != NULL)
+			c->mark.from = (TransactionId) strtoul(p + 6, NULL, 10);
 	}
 	return true;
 }
@@ -162,7 +164,11 @@ ckpt_format(char *buf, size_t len, XLogRecPtr lsn, TimeLineID tli, const PubMark
 	{
 		size_t		base = n;
 
-		n += snprintf(buf + n, len - n, " xmin=%u off=", mark->xmin);
+		n += snprintf(buf + n, len - n, " xmin=%u", mark->xmin);
+		if (TransactionIdIsNormal(mark->from) && n < len)
+			n += snprintf(buf + n, len - n, " from=%u", mark->from);
+		if (n < len)
+			n += snprintf(buf + n, len - n, " off=");
 		for (i = 0; i < mark->nparts && n < len; i++)
 			n += snprintf(buf + n, len - n, "%s" INT64_FORMAT, i ? "," : "", mark->offsets[i]);
 		if (n + 16 >= len)
@@ -236,6 +242,7 @@ PubMarkMaybe(PubSession *s)
 		{
 			s->pending.valid = true;
 			s->pending.xmin = xmin;
+			s->pending.from = InvalidTransactionId;
 			s->pending.at = at;
 			s->pending.nparts = q->nparts;
 			memcpy(s->pending.offsets, q->offsets, sizeof(int64) * q->nparts);
@@ -361,29 +368,37 @@ rc_count_missing(PubSession *s, PubReadback *rb, XLogRecPtr switchpoint)
  * not precede lo (all rows if !use_lo), as (guid, service, JSON, in band)
  * where "in band" means the xmin precedes the mark's own xmin (see
  * PubFailoverRecover).  NULL after reporting a failure.
+ *
+ * Transaction ids compare modulo 2^32, within the window [lo, xmax) where
+ * xmax is the snapshot's: every visible row's xmin precedes it.  age() is
+ * no measure: a row frozen long ago keeps its raw xmin, which age() reads
+ * as from the future once it is 2^31 transactions old.
  */
 static PGresult *
 rc_candidates(PubSession *s, XLogRecPtr cp, bool use_lo, TransactionId lo,
 			  bool band, TransactionId mark_xmin)
 {
 	char	   *q;
-	char		where[128] = "";
-	char		inband[128] = "false";
+	char		where[192] = "";
+	char		inband[192] = "false";
 	PGresult   *res;
 
+#define RC_DIST(x) "((" x " - %u) & 4294967295)"
 	if (use_lo)
 		snprintf(where, sizeof(where),
-				 "WHERE pg_catalog.age(xmin) <= pg_catalog.age('%u'::pg_catalog.xid)", lo);
+				 "WHERE " RC_DIST("xmin::pg_catalog.text::pg_catalog.int8") " < " RC_DIST("w.xmax"), lo, lo);
 	if (band)
 		snprintf(inband, sizeof(inband),
-				 "pg_catalog.age(xmin) > pg_catalog.age('%u'::pg_catalog.xid)", mark_xmin);
+				 RC_DIST("xmin::pg_catalog.text::pg_catalog.int8") " < " RC_DIST("%u"), lo, mark_xmin, lo);
+#undef RC_DIST
 	q = psprintf("SELECT guid::pg_catalog.int8, service, pg_catalog.format("
 				 "'{\"guid\":\"%%s\",\"node_id\":%%s,\"system_identifier\":\"%%s\",\"guid_node_id\":%%s,"
 				 "\"created_at\":\"%%s\",\"service\":%%s,\"lsn\":\"%%s\",\"xid\":%%s}', "
 				 "guid::pg_catalog.int8, node_id, '" UINT64_FORMAT "', (guid::pg_catalog.int8 >> 12) & 1023, "
 				 "pg_catalog.to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
 				 "pg_catalog.to_json(service::pg_catalog.text), '%X/%X', xmin), %s "
-				 "FROM guid.audit %s",
+				 "FROM guid.audit, (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())"
+				 "::pg_catalog.text::pg_catalog.int8 & 4294967295 AS xmax) w %s",
 				 GetSystemIdentifier(), LSN_FORMAT_ARGS(cp), inband, where);
 	res = ReplExec(s, q, PGRES_TUPLES_OK);
 	pfree(q);
@@ -413,6 +428,7 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 	XLogRecPtr	cp;
 	TransactionId pre;
 	TransactionId lo = InvalidTransactionId;
+	PubMark		mark;
 	bool		band = false;
 	PGresult   *res;
 	PGresult   *done;
@@ -421,6 +437,25 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 	uint64		duplicates = 0;
 	int			i;
 
+	/*
+	 * Rows of this timeline written while the slot is being made belong to
+	 * transactions running from here on.  If that is before the mark, the
+	 * xids between were used again after the switch point: rows with them
+	 * are candidates, undecidable.  That lower bound goes into the
+	 * recovering checkpoint and stays in the mark until a new one, so that
+	 * a recovery after a next failover (this one's unfinished, or before
+	 * this server's first mark) still looks at this timeline's rows.
+	 */
+	pre = GetOldestActiveTransactionId();
+	mark = c->mark;
+	if (mark.valid)
+	{
+		lo = TransactionIdIsNormal(mark.from) ? mark.from : mark.xmin;
+		if (TransactionIdPrecedes(pre, lo))
+			lo = pre;
+		band = TransactionIdPrecedes(lo, mark.xmin);
+		mark.from = band ? lo : InvalidTransactionId;
+	}
 	if (c->tli != 0 && c->tli != s->tli)
 		(void) PubTimelineSwitch(s, c->tli, &switchpoint);
 	ereport(LOG,
@@ -429,9 +464,9 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 	PubSetState("recovering");
 
 	/* (a) */
-	if (!c->recovering)
+	if (!c->recovering || mark.from != c->mark.from)
 	{
-		ckpt_format(value, sizeof(value), c->lsn, c->tli, &c->mark, true);
+		ckpt_format(value, sizeof(value), c->lsn, c->tli, &mark, true);
 		if (!PubCommitCheckpointValue(s, value))
 			return false;
 	}
@@ -470,9 +505,7 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 		return false;
 	}
 
-	/* (c): rows of this timeline written while the slot is being made
-	 * belong to transactions running from here on */
-	pre = GetOldestActiveTransactionId();
+	/* (c) */
 	res = ReplExec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ", PGRES_COMMAND_OK);
 	if (res == NULL)
 		return false;
@@ -481,17 +514,7 @@ PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot)
 		return false;
 
 	/* (d) */
-	if (c->mark.valid)
-	{
-		lo = c->mark.xmin;
-		if (TransactionIdPrecedes(pre, lo))
-		{
-			/* transaction ids were used again after the switch point: rows
-			 * between pre and the mark's xmin cannot be decided */
-			lo = pre;
-			band = true;
-		}
-	}
+	s->mark = mark;
 	res = rc_candidates(s, cp, c->mark.valid, lo, band, c->mark.xmin);
 	if (res == NULL)
 		return false;

@@ -52,6 +52,9 @@ typedef struct PubMark
 {
 	bool		valid;
 	TransactionId xmin;
+	TransactionId from;			/* valid: xids from here up to xmin were
+								 * used again after a promotion (rows with
+								 * them are candidates, counted) */
 	XLogRecPtr	at;				/* in memory only: the insert position */
 	int			nparts;
 	int64		offsets[PUB_MARK_PARTS];
