@@ -66,6 +66,10 @@ struct LeaseClient
 	int32_t		previous_id;	/* tried first at the next lease */
 	int32_t		leased_id;		/* -1 when none */
 	bool		installed;		/* the generator issues under our lease */
+	int32_t		installed_id;	/* id installed in this session, -1: none */
+	int32_t		reattached_id;	/* id a reattached session had installed */
+	uint64_t	grace_until;	/* requests are still waited for while
+								 * stopping until then (the write-back) */
 	int32_t		hwm_version;
 	int64_t		hwm_value;
 	int64_t		reserved;		/* last reservation installed or raised */
@@ -106,5 +110,7 @@ extern void lease_clear_error(LeaseClient *c);
 /* lease_hold.c: taking an id and keeping its high-water mark */
 extern bool lease_acquire(LeaseClient *c, char *err, size_t errlen);
 extern bool lease_maintain(LeaseClient *c, char *err, size_t errlen);
+extern void lease_write_back(LeaseClient *c);
+extern int	lease_window_ms(const LeaseClient *c);
 
 #endif							/* LEASE_CLIENT_H */

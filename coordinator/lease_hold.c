@@ -33,6 +33,24 @@
 #define LEASE_TRUST_NUM			1
 #define LEASE_TRUST_DEN			2
 
+/*
+ * The mark's window, from the granted session timeout T: written 5/6 T ahead
+ * of need, extended once less than 2/3 T is left.  So it always covers the
+ * fencing horizon (1/2 T, above) with 1/6 T to spare for the write itself:
+ * a ZooKeeper outage shorter than the deadline never runs the generator
+ * into its mark.  And it stays 1/6 T below what an expiry takes (the leader
+ * expires a session at least T after it last heard of it, and that was no
+ * earlier than our last write): after an expiry the new holder's clock has
+ * passed the old mark unless the clocks differ by more than 1/6 T.
+ */
+#define LEASE_WINDOW_NUM		5
+#define LEASE_WINDOW_DEN		6
+#define LEASE_LOW_NUM			2
+#define LEASE_LOW_DEN			3
+
+/* A clean shutdown waits at most this long to write the mark back down. */
+#define LEASE_WRITE_BACK_MS		1000
+
 #define Max(a, b)				((a) > (b) ? (a) : (b))
 #define Min(a, b)				((a) < (b) ? (a) : (b))
 
@@ -248,13 +266,31 @@ hold_write_local(LeaseClient *c, int32_t id, int64_t reserved_ms)
 	return false;
 }
 
+/* How far ahead of need the mark is written (see LEASE_WINDOW_NUM). */
+int
+lease_window_ms(const LeaseClient *c)
+{
+	if (c->cfg.reserve_window_ms > 0)
+		return c->cfg.reserve_window_ms;
+	return (int) ((int64_t) lease_zk_timeout(c) * LEASE_WINDOW_NUM / LEASE_WINDOW_DEN);
+}
+
+/* The mark is extended once less than this is left. */
+static int
+hold_low_ms(const LeaseClient *c)
+{
+	if (c->cfg.reserve_window_ms > 0)
+		return c->cfg.reserve_window_ms / 2;
+	return (int) ((int64_t) lease_zk_timeout(c) * LEASE_LOW_NUM / LEASE_LOW_DEN);
+}
+
 /* The millisecond a reservation made now should cover. */
 static int64_t
 hold_target(LeaseClient *c)
 {
 	if (c->env.reserve_target)
-		return c->env.reserve_target(c->env.arg);
-	return Min(c->env.wall_ms(c->env.arg) + c->cfg.reserve_window_ms, LEASE_MAX_MS);
+		return c->env.reserve_target(c->env.arg, lease_window_ms(c));
+	return Min(c->env.wall_ms(c->env.arg) + lease_window_ms(c), LEASE_MAX_MS);
 }
 
 /* Should the reservation be extended now? */
@@ -262,8 +298,8 @@ static bool
 hold_due(LeaseClient *c)
 {
 	if (c->env.reserve_due)
-		return c->env.reserve_due(c->env.arg);
-	return c->reserved - c->env.wall_ms(c->env.arg) < c->cfg.reserve_window_ms / 2;
+		return c->env.reserve_due(c->env.arg, c->reserved, hold_low_ms(c));
+	return c->reserved - c->env.wall_ms(c->env.arg) < hold_low_ms(c);
 }
 
 /*
@@ -277,6 +313,7 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	bool		taken[LEASE_MAX_IDS];
 	int32_t		previous = c->previous_id;
 	int32_t		id = -1;
+	bool		own = false;
 	int			rc;
 	int			i;
 	int64_t		target;
@@ -314,6 +351,16 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 		if (rc == 1)
 			id = previous;
 	}
+
+	/*
+	 * A reattached session whose previous incarnation had installed this
+	 * very id (lease_protocol.c saves that): everything issued under the id
+	 * is below this host's own durable reservation (the previous incarnation
+	 * made it cover the mark it found before issuing anything, and issued
+	 * nothing above it), so the mark it wrote ahead is not a floor.
+	 */
+	own = id >= 0 && id == c->reattached_id;
+	c->reattached_id = -1;
 	for (i = 0; id < 0 && i < c->cfg.nids; i++)
 	{
 		if (taken[i] || i == previous)
@@ -340,8 +387,9 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	}
 
 	/* Reserve ahead before anything is issued. */
-	floor_ms = c->hwm_value;
-	target = Max(Min(c->hwm_value + c->cfg.reserve_window_ms, LEASE_MAX_MS), hold_target(c));
+	floor_ms = own ? 0 : c->hwm_value;
+	target = own ? Max(c->hwm_value, hold_target(c)) :
+		Max(Min(c->hwm_value + lease_window_ms(c), LEASE_MAX_MS), hold_target(c));
 	rc = hold_write_hwm(c, target, err, errlen);
 	if (rc != 1)
 	{
@@ -362,6 +410,7 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	c->env.install(c->env.arg, id, floor_ms, target,
 				   c->last_ack + timeout_ns * LEASE_TRUST_NUM / LEASE_TRUST_DEN);
 	c->installed = true;
+	c->installed_id = id;
 	c->previous_id = id;
 	c->reserved = target;
 	c->last_heartbeat = c->env.monotonic_ns(c->env.arg);
@@ -437,4 +486,34 @@ lease_maintain(LeaseClient *c, char *err, size_t errlen)
 			c->reserved = c->hwm_value;
 	}
 	return true;
+}
+
+/*
+ * lease_write_back: (clean shutdown, after env->fence) write the mark back
+ * down to the last millisecond issued, so that the next holder of the id
+ * starts at its clock rather than up to a window ahead.  env->seal first
+ * makes sure nothing more can be issued, even by a caller that passed its
+ * lease check before the fence.  Waits at most LEASE_WRITE_BACK_MS; on any
+ * failure the mark simply stays where it was (safe: merely ahead).
+ */
+void
+lease_write_back(LeaseClient *c)
+{
+	char		err[LEASE_MSG_LEN];
+	int64_t		issued;
+
+	if (c->env.seal == NULL || c->zk == NULL || c->leased_id < 0 || !c->connected ||
+		c->expired || c->hwm_version < 0)
+		return;
+	issued = c->env.seal(c->env.arg);
+	if (issued < 0 || issued >= c->hwm_value)
+		return;
+	c->grace_until = c->env.monotonic_ns(c->env.arg) + (uint64_t) LEASE_WRITE_BACK_MS * 1000000;
+	if (hold_write_hwm(c, issued, err, sizeof(err)) == 1)
+		lease_log(c, LEASE_LOG_INFO,
+				  "wrote the high-water mark of node id %d back down to %lld, the last millisecond issued",
+				  (int) c->leased_id, (long long) issued);
+	else
+		lease_log(c, LEASE_LOG_DEBUG, "high-water mark not written back: %s", err);
+	c->grace_until = 0;
 }

@@ -20,10 +20,14 @@
  * LeaseConfig.previous_id), then the lowest free one.  Read hwm/<id>; the
  * generator starts above it, so an id that moves to a server whose clock is
  * behind repeats nothing.  The reservation is extended in hwm/<id> with a
- * versioned set (a compare-and-set) before IDs up to it are issued, about a
- * second ahead of need, and mirrored to guid.reservation
- * (env->write_reservation) so that the cluster's own IDs keep growing even
- * if it later leases another id.
+ * versioned set (a compare-and-set) before IDs up to it are issued, 5/6 of
+ * the session timeout ahead of need (so it outlasts the fencing deadline:
+ * a ZooKeeper outage shorter than the deadline costs no failed call; see
+ * lease_hold.c), and recorded in guid.reservation (env->write_reservation)
+ * so that the cluster's own IDs keep growing even if it later leases
+ * another id.  A clean shutdown seals the generator and writes the mark
+ * back down to the last millisecond issued before it closes the session,
+ * so that the id's next holder starts at its clock.
  *
  * Fencing: sessions are expired by the ensemble's leader, and only after a
  * full session timeout in which it heard nothing of the session.  The server
@@ -201,19 +205,27 @@ lease_save_session(LeaseClient *c)
 				   c->session_owner, (unsigned long long) id->client_id);
 	for (i = 0; i < (int) sizeof(id->passwd); i++)
 		len += snprintf(buf + len, sizeof(buf) - len, "%02x", (unsigned char) id->passwd[i]);
-	snprintf(buf + len, sizeof(buf) - len, "\n");
+	len += snprintf(buf + len, sizeof(buf) - len, "\n");
+	/* once installed: the id, whose mark then is no floor for a reattach */
+	if (c->installed_id >= 0)
+		snprintf(buf + len, sizeof(buf) - len, "installed %d\n", (int) c->installed_id);
 	c->env.save_session(c->env.arg, buf);
 }
 
-/* Read the saved session if this owner saved it. */
+/* Read the saved session if this owner saved it (and the id it had
+ * installed into *installed, -1 if none). */
 static bool
-lease_read_session(LeaseClient *c, clientid_t *id)
+lease_read_session(LeaseClient *c, clientid_t *id, int32_t *installed)
 {
 	char		buf[512];
 	size_t		olen = strlen(c->session_owner);
 	unsigned long long session;
 	char		passwd[2 * sizeof(id->passwd) + 1];
+	const char *line;
+	int			inst;
 	int			i;
+
+	*installed = -1;
 
 	if (c->env.load_session == NULL || olen == 0 ||
 		!c->env.load_session(c->env.arg, buf, sizeof(buf)))
@@ -233,6 +245,9 @@ lease_read_session(LeaseClient *c, clientid_t *id)
 			return false;
 		id->passwd[i] = (char) b;
 	}
+	line = strstr(buf + olen + 1, "\ninstalled ");
+	if (line && sscanf(line, "\ninstalled %d\n", &inst) == 1 && inst >= 0 && inst < LEASE_MAX_IDS)
+		*installed = inst;
 	return true;
 }
 
@@ -248,6 +263,7 @@ static void
 lease_close(LeaseClient *c)
 {
 	c->installed = false;
+	c->installed_id = -1;
 	c->env.fence(c->env.arg);
 	c->leased_id = -1;
 	c->hwm_version = -1;
@@ -325,7 +341,7 @@ lease_open(LeaseClient *c)
 		return -1;
 	}
 
-	reattach = lease_read_session(c, &saved);
+	reattach = lease_read_session(c, &saved, &c->reattached_id);
 	lease_remove_session(c);
 	errno = 0;
 	c->zk = lease_zk_open(c, connect, reattach ? &saved : NULL);
@@ -416,7 +432,10 @@ LeaseClientStep(LeaseClient *c)
 			lease_zk_pump(c, RETRY_MS);
 		}
 		else
+		{
+			lease_save_session(c);	/* now with the installed id */
 			lease_set_state(c, "connected");
+		}
 		return !c->stopping;
 	}
 	lease_set_state(c, "connected");
@@ -443,10 +462,17 @@ LeaseClientRun(LeaseClient *c)
 	LeaseClientShutdown(c);
 }
 
-/* LeaseClientShutdown: fence, close the session, forget the saved one. */
+/*
+ * LeaseClientShutdown: fence, write the mark back down to the last
+ * millisecond issued (lease_write_back), close the session, forget the
+ * saved one.
+ */
 void
 LeaseClientShutdown(LeaseClient *c)
 {
+	c->installed = false;
+	c->env.fence(c->env.arg);
+	lease_write_back(c);
 	lease_close(c);
 	lease_remove_session(c);
 }
@@ -489,9 +515,11 @@ LeaseClientCreate(const LeaseConfig *cfg, const LeaseEnv *env)
 	c->cfg.session_owner = c->session_owner;
 	if (c->cfg.nids <= 0 || c->cfg.nids > LEASE_MAX_IDS)
 		c->cfg.nids = LEASE_MAX_IDS;
-	if (c->cfg.reserve_window_ms <= 0)
-		c->cfg.reserve_window_ms = 1000;
+	if (c->cfg.reserve_window_ms < 0)
+		c->cfg.reserve_window_ms = 0;
 	c->previous_id = cfg->previous_id;
+	c->installed_id = -1;
+	c->reattached_id = -1;
 	c->leased_id = -1;
 	c->hwm_version = -1;
 	return c;

@@ -156,6 +156,7 @@ lease_env_wait(void *arg, int fd, int events, long timeout_ms, int *ready)
 		ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	GuidSampleClock();
+	GuidKeepLeasedReservation();
 	if (ConfigReloadPending)
 	{
 		ConfigReloadPending = false;
@@ -170,11 +171,16 @@ lease_env_wait(void *arg, int fd, int events, long timeout_ms, int *ready)
 	return ShutdownRequestPending;
 }
 
-/* guid.reservation; a first failure is a WARNING with the reason. */
+/*
+ * guid.reservation: the node id, and a reservation about a second ahead (up
+ * to the mark, reserved_ms), which the worker and backends then extend
+ * without ZooKeeper up to the mark.  A first failure is a WARNING with the
+ * reason.
+ */
 static bool
 lease_env_write_reservation(void *arg, int32_t id, int64_t reserved_ms, bool quiet)
 {
-	return GuidWriteReservation(id, reserved_ms, quiet ? DEBUG1 : WARNING);
+	return GuidRecordLeasedReservation(id, reserved_ms, quiet ? DEBUG1 : WARNING);
 }
 
 static void
@@ -230,16 +236,23 @@ lease_env_fence(void *arg)
 	GuidFence(GUID_MODE_CONNECTING);
 }
 
+/* Clean shutdown: nothing more is issued; the last millisecond issued. */
 static int64_t
-lease_env_reserve_target(void *arg)
+lease_env_seal(void *arg)
 {
-	return GuidReservationTarget();
+	return GuidSeal();
+}
+
+static int64_t
+lease_env_reserve_target(void *arg, int window_ms)
+{
+	return GuidLeaseMarkTarget(window_ms);
 }
 
 static bool
-lease_env_reserve_due(void *arg)
+lease_env_reserve_due(void *arg, int64_t reserved_ms, int low_ms)
 {
-	return GuidReservationDue();
+	return GuidLeaseMarkDue(reserved_ms, low_ms);
 }
 
 /*
@@ -361,7 +374,7 @@ LeaseWorkerLoop(void)
 	cfg.session_timeout_ms = guid_zookeeper_session_timeout;
 	cfg.nids = LEASE_MAX_IDS;
 	cfg.previous_id = GuidLastNode();
-	cfg.reserve_window_ms = GUID_RESERVE_WINDOW_MS;
+	cfg.reserve_window_ms = 0;	/* sized from the session timeout */
 	cfg.holder = holder;
 	cfg.session_owner = owner;
 
@@ -378,6 +391,7 @@ LeaseWorkerLoop(void)
 	env.extend = lease_env_extend;
 	env.raise = lease_env_raise;
 	env.fence = lease_env_fence;
+	env.seal = lease_env_seal;
 	env.reserve_target = lease_env_reserve_target;
 	env.reserve_due = lease_env_reserve_due;
 	env.credentials = lease_env_credentials;

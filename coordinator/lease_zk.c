@@ -265,7 +265,8 @@ zk_call_wait(LeaseClient *c, int rc, uint64_t sent, bool via_leader)
 	}
 	while (!c->call.done)
 	{
-		if (c->stopping || c->expired || c->auth_failed)
+		if ((c->stopping && c->env.monotonic_ns(c->env.arg) >= c->grace_until) ||
+			c->expired || c->auth_failed)
 		{
 			c->call.done = true;	/* a late answer is ignored */
 			return c->expired ? ZSESSIONEXPIRED : ZCLOSING;

@@ -25,7 +25,8 @@
  * branch on a backend-local flag once recovery has ended.
  *
  * Restart safety: no ID above reserved_ms, the durable reservation, is
- * issued (reservation.c); the reservation is in the WAL before reserved_ms
+ * issued (reservation.c), nor in leased mode above lease_ceiling, the
+ * high-water mark durable in ZooKeeper; the reservation is in the WAL before reserved_ms
  * moves, so a promoted standby starts above it too (reservation_wal.c).
  * In leased mode, no ID after the lease deadline (generator_state.c holds
  * the lease API the coordinator calls).
@@ -249,8 +250,9 @@ GuidNext(void)
 	for (;;)
 	{
 		uint64		old = pg_atomic_read_u64(&gs->state);
-		uint32		mode = pg_atomic_read_u32(&gs->mode);
+		uint32		mode;
 		int64		reserved;
+		int64		ceiling = GUID_MAX_MS;
 		int64		wall;
 		int64		ms = GuidStateMs(old);
 		int32		seq = GuidStateSequence(old);
@@ -258,12 +260,20 @@ GuidNext(void)
 		int32		next_seq;
 		uint64		next;
 
-		/* pairs with the barrier in GuidInstallLease: mode last, read first */
+		/*
+		 * The state word before the mode: a swap from this state succeeds
+		 * only if nothing moved it (GuidSeal does after a fence), so the mode
+		 * seen is at least as recent as that.  Then pairs with the barrier
+		 * in GuidInstallLease: mode last, read first.
+		 */
+		pg_read_barrier();
+		mode = pg_atomic_read_u32(&gs->mode);
 		pg_read_barrier();
 		reserved = (int64) pg_atomic_read_u64(&gs->reserved_ms);
 		wall = GuidWallClockMs();
 		if (mode == GUID_MODE_LEASED)
 		{
+			ceiling = (int64) pg_atomic_read_u64(&gs->lease_ceiling);
 			if (unlikely(!generator_lease_valid()))
 				generator_refuse(GUID_MODE_LEASED);
 		}
@@ -298,12 +308,17 @@ GuidNext(void)
 			continue;
 		}
 
-		if (unlikely(next_ms > reserved))
+		/*
+		 * Above the durable reservation: extend it (in leased mode only up
+		 * to the mark durable in ZooKeeper; above that, only the worker can
+		 * help).
+		 */
+		if (unlikely(next_ms > reserved || next_ms > ceiling))
 		{
 			pg_atomic_fetch_add_u64(&gs->reserve_waits, 1);
 			if (mode == GUID_MODE_STANDALONE)
 				(void) GuidExtendReservation(next_ms, ERROR);
-			else
+			else if (next_ms > ceiling || !GuidExtendLeasedReservation(next_ms, ERROR))
 				generator_wait_for_worker(next_ms, &waiting, &wait_start);
 			continue;
 		}

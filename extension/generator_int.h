@@ -143,6 +143,11 @@ typedef struct GuidShared
 	pg_atomic_uint64 last_ack;	/* GuidMonotonicNs() of the send time of the
 								 * last write or sync ZooKeeper's leader
 								 * answered; worker writes */
+	pg_atomic_uint64 lease_ceiling; /* the high-water mark durable in
+									 * ZooKeeper: no ID above it, and the
+									 * local reservation (reserved_ms) is
+									 * extended up to it only; worker writes
+									 * (before mode is set LEASED) */
 
 	int			nslots;			/* size of counters[] */
 	GuidBackendCounter counters[FLEXIBLE_ARRAY_MEMBER];
@@ -169,5 +174,6 @@ extern void GeneratorLogReservation(int32 node, int64 reserved_ms,
 
 /* generator_state.c */
 extern void GeneratorWakeWorker(void);
+extern bool GuidExtendLeasedReservation(int64 need_ms, int elevel);
 
 #endif							/* GENERATOR_INT_H */

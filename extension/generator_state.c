@@ -14,8 +14,9 @@
  *
  * The lease API (worker only): GuidInstallLease starts issuing for a newly
  * leased node id, GuidRenewLease moves the deadline, GuidRaiseReservation
- * publishes a reservation made durable in ZooKeeper, GuidFence stops
- * issuing now.  The deadline is written before the mode and read after it
+ * publishes a high-water mark made durable in ZooKeeper, GuidFence stops
+ * issuing now, GuidSeal (clean shutdown) makes sure of it and says up to
+ * which millisecond IDs were issued.  The deadline is written before the mode and read after it
  * (the barriers pair with GuidNext).
  *
  * Locking rules: see generator_int.h; every field is an atomic, written as
@@ -120,6 +121,7 @@ generator_shmem_init(void *area, LWLockPadded *locks)
 	pg_atomic_init_u32(&gs->reserve_wanted, 0);
 	pg_atomic_init_u64(&gs->lease_deadline, 0);
 	pg_atomic_init_u64(&gs->last_ack, 0);
+	pg_atomic_init_u64(&gs->lease_ceiling, 0);
 	gs->started_at = GetCurrentTimestamp();
 
 	if (!GeneratorReadReservation(&reserved, &file_node, &file_sysid, &file_tli,
@@ -298,14 +300,34 @@ GuidFence(GuidMode mode)
 }
 
 /*
+ * GuidSeal: (worker only, after GuidFence, at a clean shutdown) make sure no
+ * ID is issued any more, and return the millisecond of the last one issued.
+ * A backend may have passed its lease check just before the fence and not
+ * yet swapped the state word: moving the word on by one (a sequence nobody
+ * is given) makes that swap fail, and its retry sees the fence.  Every ID
+ * issued is therefore at or below the millisecond returned.
+ */
+int64
+GuidSeal(void)
+{
+	uint64		old = pg_atomic_read_u64(&GuidState->state);
+
+	while (!pg_atomic_compare_exchange_u64(&GuidState->state, &old, old + 1))
+		;
+	return GuidStateMs(old);
+}
+
+/*
  * GuidInstallLease: start issuing IDs for a newly leased node id (worker
  * only).  floor_ms is the id's high-water mark in ZooKeeper: the next ID is
- * above it and above everything this cluster issued before.  reserved_ms
- * (> floor_ms) is already durable in ZooKeeper; deadline is the monotonic
- * time until which the session is known to be alive.
+ * above it and above everything this cluster issued before.  mark_ms
+ * (> floor_ms) is already durable in ZooKeeper: no ID above it.  The local
+ * reservation is extended to cover the floor (up to the mark) before
+ * anything is issued.  deadline is the monotonic time until which the
+ * session is known to be alive.
  */
 void
-GuidInstallLease(int32 node, int64 floor_ms, int64 reserved_ms, uint64 deadline)
+GuidInstallLease(int32 node, int64 floor_ms, int64 mark_ms, uint64 deadline)
 {
 	GuidShared *gs = GuidState;
 	uint64		old = pg_atomic_read_u64(&gs->state);
@@ -318,24 +340,28 @@ GuidInstallLease(int32 node, int64 floor_ms, int64 reserved_ms, uint64 deadline)
 							(int32) GUID_MAX_SEQUENCE);
 	} while (!pg_atomic_compare_exchange_u64(&gs->state, &old, new));
 
-	pg_atomic_write_u64(&gs->reserved_ms, (uint64) reserved_ms);
+	pg_atomic_write_u64(&gs->lease_ceiling, (uint64) mark_ms);
+	/* a failure is reported; backends then try again themselves */
+	(void) GuidExtendLeasedReservation(Min(GuidReservationTarget(), mark_ms), WARNING);
 	pg_atomic_write_u64(&gs->lease_deadline, deadline);
 	pg_memory_barrier();
 	pg_atomic_write_u32(&gs->mode, (uint32) GUID_MODE_LEASED);
 }
 
 /*
- * GuidRaiseReservation: in leased mode, publish a reservation the worker
- * has made durable in ZooKeeper.  Never lowers it.
+ * GuidRaiseReservation: in leased mode, publish a high-water mark the
+ * worker has made durable in ZooKeeper: the local reservation may now be
+ * extended up to it.  Never lowers it.
  */
 void
-GuidRaiseReservation(int64 reserved_ms)
+GuidRaiseReservation(int64 mark_ms)
 {
-	uint64		old = pg_atomic_read_u64(&GuidState->reserved_ms);
+	uint64		old = pg_atomic_read_u64(&GuidState->lease_ceiling);
 
-	while ((int64) old < reserved_ms &&
-		   !pg_atomic_compare_exchange_u64(&GuidState->reserved_ms, &old, (uint64) reserved_ms))
+	while ((int64) old < mark_ms &&
+		   !pg_atomic_compare_exchange_u64(&GuidState->lease_ceiling, &old, (uint64) mark_ms))
 		;
+	GuidKeepLeasedReservation();
 }
 
 /*

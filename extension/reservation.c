@@ -15,9 +15,12 @@
  * need (GuidReservationTarget), so backends almost never write it.  A
  * backend that does reach the reservation writes it itself under
  * reserve_lock; it never waits for the worker, so a dead worker costs
- * speed, not availability.  In leased mode the worker writes the same
- * target into ZooKeeper first, then this file, then raises the reservation
- * (GuidRaiseReservation).
+ * speed, not availability.  In leased mode the same holds below the
+ * high-water mark durable in ZooKeeper (lease_ceiling), which the worker
+ * writes much further ahead (5/6 of the session timeout): the reservation
+ * is extended up to the mark, never above it, without ZooKeeper, so a
+ * ZooKeeper outage shorter than the lease's deadline stops nothing, and a
+ * restart or a promotion still starts at most about a second ahead.
  *
  * The reservation also travels with the WAL (reservation_wal.c): a new
  * reservation is written to the file, then logged and flushed, then
@@ -231,21 +234,15 @@ GuidReservationTarget(void)
 }
 
 /*
- * GuidReservationDue: (worker only) should the reservation be extended now?
- * Yes when less than half of its window is left and either a backend asked
- * or IDs were issued in the last GUID_IDLE_MS: an idle cluster writes
- * nothing, a busy one never runs into its reservation.
+ * Were IDs issued in the last GUID_IDLE_MS?  (Worker only: it samples the
+ * state word at every look.)
  */
-bool
-GuidReservationDue(void)
+static bool
+reservation_active(uint64 state, int64 wall)
 {
 	static bool have_state = false;
 	static uint64 last_state = 0;
 	static int64 last_change = 0;
-	uint64		state = pg_atomic_read_u64(&GuidState->state);
-	int64		wall = GuidWallClockMs();
-	int64		used_to = Max(GuidStateMs(state), wall);
-	int64		reserved = (int64) pg_atomic_read_u64(&GuidState->reserved_ms);
 
 	/* the state found at start is no use: a server just started is idle */
 	if (!have_state)
@@ -259,11 +256,145 @@ GuidReservationDue(void)
 		last_state = state;
 		last_change = wall;
 	}
+	return wall - last_change <= GUID_IDLE_MS;
+}
+
+/*
+ * GuidReservationDue: (worker only) should the reservation be extended now?
+ * Yes when less than half of its window is left and either a backend asked
+ * or IDs were issued in the last GUID_IDLE_MS: an idle cluster writes
+ * nothing, a busy one never runs into its reservation.
+ */
+bool
+GuidReservationDue(void)
+{
+	uint64		state = pg_atomic_read_u64(&GuidState->state);
+	int64		wall = GuidWallClockMs();
+	int64		used_to = Max(GuidStateMs(state), wall);
+	int64		reserved = (int64) pg_atomic_read_u64(&GuidState->reserved_ms);
+	bool		active = reservation_active(state, wall);
+
 	if (reserved - used_to >= GUID_RESERVE_WINDOW_MS / 2)
 		return false;
 	if (pg_atomic_exchange_u32(&GuidState->reserve_wanted, 0) != 0)
 		return true;
-	return wall - last_change <= GUID_IDLE_MS;
+	return active;
+}
+
+/*
+ * GuidLeaseMarkTarget: (worker, leased mode) the millisecond a high-water
+ * mark written to ZooKeeper now should cover: window_ms beyond both the
+ * clock and the last issued millisecond.
+ */
+int64
+GuidLeaseMarkTarget(int window_ms)
+{
+	int64		ms = GuidStateMs(pg_atomic_read_u64(&GuidState->state));
+	int64		target = Max(ms, GuidWallClockMs()) + window_ms;
+
+	return Min(target, GUID_MAX_MS);
+}
+
+/*
+ * GuidLeaseMarkDue: (worker, leased mode) should the mark mark_ms be
+ * extended now?  As GuidReservationDue, with less than low_ms left.
+ */
+bool
+GuidLeaseMarkDue(int64 mark_ms, int low_ms)
+{
+	uint64		state = pg_atomic_read_u64(&GuidState->state);
+	int64		wall = GuidWallClockMs();
+	int64		used_to = Max(GuidStateMs(state), wall);
+	bool		active = reservation_active(state, wall);
+
+	if (mark_ms - used_to >= low_ms)
+		return false;
+	return active || pg_atomic_read_u32(&GuidState->reserve_wanted) != 0;
+}
+
+/*
+ * GuidExtendLeasedReservation: (leased mode, worker or backend) make the
+ * durable reservation cover need_ms, and a window beyond it, but never more
+ * than the mark durable in ZooKeeper (lease_ceiling): the local reservation
+ * is extended without ZooKeeper, so a ZooKeeper outage does not stop it.
+ * Returns false when need_ms is above the mark (nothing written) or on a
+ * write failure (reported at elevel; ERROR does not return).
+ */
+bool
+GuidExtendLeasedReservation(int64 need_ms, int elevel)
+{
+	GuidShared *gs = GuidState;
+	bool		ok = true;
+
+	LWLockAcquire(gs->reserve_lock, LW_EXCLUSIVE);
+	if ((int64) pg_atomic_read_u64(&gs->reserved_ms) < need_ms)
+	{
+		int64		ceiling = (int64) pg_atomic_read_u64(&gs->lease_ceiling);
+		int64		target = Min(Max(need_ms, GuidReservationTarget()), ceiling);
+
+		ok = need_ms <= ceiling &&
+			GuidWriteReservation(GuidStateNode(pg_atomic_read_u64(&gs->state)),
+								 target, elevel);
+		if (ok)
+			pg_atomic_write_u64(&gs->reserved_ms, (uint64) target);
+	}
+	LWLockRelease(gs->reserve_lock);
+	return ok;
+}
+
+/*
+ * GuidKeepLeasedReservation: (worker, leased mode) keep the local
+ * reservation a window ahead, up to the mark in ZooKeeper, as in standalone
+ * mode.  Called at every wait of the lease, so it goes on while a request
+ * to ZooKeeper is outstanding.  A first write failure is a WARNING.
+ */
+void
+GuidKeepLeasedReservation(void)
+{
+	static bool failing = false;
+	GuidShared *gs = GuidState;
+	uint64		state = pg_atomic_read_u64(&gs->state);
+	int64		wall = GuidWallClockMs();
+	int64		used_to = Max(GuidStateMs(state), wall);
+	int64		reserved = (int64) pg_atomic_read_u64(&gs->reserved_ms);
+	int64		ceiling = (int64) pg_atomic_read_u64(&gs->lease_ceiling);
+	bool		active = reservation_active(state, wall);
+	int64		need;
+
+	if (pg_atomic_read_u32(&gs->mode) != GUID_MODE_LEASED ||
+		reserved - used_to >= GUID_RESERVE_WINDOW_MS / 2 || ceiling <= reserved)
+		return;
+	if (pg_atomic_exchange_u32(&gs->reserve_wanted, 0) == 0 && !active)
+		return;
+	need = Min(GuidReservationTarget(), ceiling);
+	if (need <= reserved)
+		return;
+	failing = !GuidExtendLeasedReservation(need, failing ? DEBUG1 : WARNING);
+}
+
+/*
+ * GuidRecordLeasedReservation: (worker, leased mode) a mark up to mark_ms
+ * is durable in ZooKeeper for node: record the node in guid.reservation,
+ * with the reservation in use extended a window ahead (never above the
+ * mark), and publish it.  Returns false after a write failure (reported at
+ * elevel).
+ */
+bool
+GuidRecordLeasedReservation(int32 node, int64 mark_ms, int elevel)
+{
+	GuidShared *gs = GuidState;
+	int64		reserved;
+	int64		value;
+	bool		ok;
+
+	LWLockAcquire(gs->reserve_lock, LW_EXCLUSIVE);
+	reserved = (int64) pg_atomic_read_u64(&gs->reserved_ms);
+	value = Max(reserved, Min(mark_ms, GuidReservationTarget()));
+	ok = GuidWriteReservation(node, value, elevel);
+	if (ok)
+		pg_atomic_write_u64(&gs->reserved_ms, (uint64) value);
+	LWLockRelease(gs->reserve_lock);
+	return ok;
 }
 
 /*

@@ -18,10 +18,13 @@
 #include "guid.h"
 
 /*
- * How far ahead of need the durable reservation is written.  After a restart
+ * How far ahead of need the durable reservation (guid.reservation and its
+ * WAL record) is written, in both modes.  After a restart or a promotion
  * the generator starts at most this far ahead of the clock it had, well
  * inside the default guid.max_clock_ahead.  The coordinator rewrites it once
- * less than half of it is left.
+ * less than half of it is left.  (In leased mode the high-water mark in
+ * ZooKeeper runs further ahead, sized from the session timeout, and the
+ * reservation is extended up to it locally, without ZooKeeper.)
  */
 #define GUID_RESERVE_WINDOW_MS	1000
 
@@ -89,17 +92,22 @@ extern void GeneratorAttachWorker(void);
 /* Standalone mode: the reservation in guid.reservation (reservation.c). */
 extern int64 GuidReservationTarget(void);
 extern bool GuidReservationDue(void);
+extern int64 GuidLeaseMarkTarget(int window_ms);
+extern bool GuidLeaseMarkDue(int64 mark_ms, int low_ms);
+extern void GuidKeepLeasedReservation(void);
+extern bool GuidRecordLeasedReservation(int32 node, int64 mark_ms, int elevel);
 extern bool GuidExtendReservation(int64 need_ms, int elevel);
 extern bool GuidWriteReservation(int32 node, int64 reserved_ms, int elevel);
 extern void GuidLogStartReservation(void);
 extern void GuidSampleClock(void);
 
 /* Leased mode (generator_state.c). */
-extern void GuidInstallLease(int32 node, int64 floor_ms, int64 reserved_ms,
+extern void GuidInstallLease(int32 node, int64 floor_ms, int64 mark_ms,
 							 uint64 deadline);
-extern void GuidRaiseReservation(int64 reserved_ms);
+extern void GuidRaiseReservation(int64 mark_ms);
 extern void GuidRenewLease(uint64 deadline);
 extern void GuidFence(GuidMode mode);
+extern int64 GuidSeal(void);
 extern uint64 GuidNoteAck(uint64 sent);
 extern void GuidNoteReservationWrite(void);
 extern int32 GuidLastNode(void);

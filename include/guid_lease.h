@@ -79,7 +79,10 @@ typedef struct LeaseEnv
 	/*
 	 * Local durable storage.  write_reservation makes "id may have issued up
 	 * to reserved_ms" durable before returning true (a failure is reported
-	 * by the host, at debug level when quiet).  The saved session (to
+	 * by the host, at debug level when quiet).  A host that keeps a local
+	 * reservation of its own below the mark (extended on its own, never
+	 * above the last mark it was given, and issuing nothing above it) may
+	 * record less: the PostgreSQL host records about a second ahead.  The saved session (to
 	 * reattach after a crash of the host process) is a short text:
 	 * save_session stores it durably, load_session reads it into buf (false
 	 * when there is none), remove_session forgets it.  The session ones are
@@ -96,21 +99,28 @@ typedef struct LeaseEnv
 	 * confirmed at last_ack_ns (the send time of the last answered write or
 	 * sync); when deadline_ns is not 0 the lease now lasts until then.
 	 * raise: IDs up to reserved_ms are durable in ZooKeeper and locally.
-	 * fence: issue nothing more until the next install.
+	 * fence: issue nothing more until the next install.  seal (optional),
+	 * called after fence at a clean shutdown: make sure nothing more can be
+	 * issued, not even by a caller that checked the lease just before the
+	 * fence, and return the highest millisecond issued (-1 if unknown); the
+	 * mark is then written back down to it.
 	 */
 	void		(*install) (void *arg, int32_t id, int64_t floor_ms, int64_t reserved_ms,
 							uint64_t deadline_ns);
 	void		(*extend) (void *arg, uint64_t last_ack_ns, uint64_t deadline_ns);
 	void		(*raise) (void *arg, int64_t reserved_ms);
 	void		(*fence) (void *arg);
+	int64_t		(*seal) (void *arg);
 
 	/*
 	 * Reservation policy (optional): the millisecond a reservation made now
-	 * should cover, and whether one is due.  Without them: wall_ms plus
-	 * LeaseConfig.reserve_window_ms, due once less than half of it is left.
+	 * should cover, window_ms ahead of need; and whether one is due for the
+	 * mark reserved_ms, that is whether less than low_ms of it is left.
+	 * Without them: wall_ms plus the window, due once less than low_ms is
+	 * left.  The client sizes window_ms and low_ms (lease_hold.c).
 	 */
-	int64_t		(*reserve_target) (void *arg);
-	bool		(*reserve_due) (void *arg);
+	int64_t		(*reserve_target) (void *arg, int window_ms);
+	bool		(*reserve_due) (void *arg, int64_t reserved_ms, int low_ms);
 
 	/*
 	 * Credentials for a new session, read again for each one (optional):
@@ -136,7 +146,9 @@ typedef struct LeaseConfig
 	int			session_timeout_ms; /* requested; the server may grant another */
 	int			nids;			/* ids 0 .. nids-1 (<= LEASE_MAX_IDS); 0: all */
 	int32_t		previous_id;	/* tried first (the id held last); -1: none */
-	int			reserve_window_ms;	/* default policy's window; 0: 1000 */
+	int			reserve_window_ms;	/* the mark's window (due once half is
+									 * left); 0: sized from the granted
+									 * session timeout (lease_hold.c) */
 	const char *holder;			/* data of the lease znode: who holds it */
 	const char *session_owner;	/* one line naming this incarnation of the
 								 * host: a saved session is reattached only

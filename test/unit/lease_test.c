@@ -64,7 +64,7 @@ effects_were_ordered(Holder *h)
 int
 main(void)
 {
-	Holder	   *a, *b, *c, *r, *r2, *r3;
+	Holder	   *a, *b, *c, *r, *r2, *r3, *e, *f;
 	int32_t		a_id;
 	int64_t		a_written;
 	int64_t		b_written;
@@ -104,6 +104,24 @@ main(void)
 	ok(got, "a extends its reservation as time passes (%d raises)", a->raises);
 	effects_were_ordered(a);
 
+	/*
+	 * The window comes from the session timeout: the mark covers the
+	 * fencing horizon (timeout/2) with room to spare, so an outage shorter
+	 * than the deadline never runs the holder into its mark; and it stays
+	 * below a full timeout, which an expiry takes at least.
+	 */
+	{
+		int64_t		ahead = a->reserved_ms - wall_ms();
+
+		ok(ahead > SESSION_TIMEOUT_MS / 2 && ahead < SESSION_TIMEOUT_MS,
+		   "a's mark is between timeout/2 and timeout ahead of its clock (%lld ms, timeout %d ms)",
+		   (long long) ahead, SESSION_TIMEOUT_MS);
+		step_for(a, SESSION_TIMEOUT_MS / 2);
+		ahead = a->reserved_ms - wall_ms();
+		ok(ahead > SESSION_TIMEOUT_MS / 2,
+		   "... and still is after half a timeout of steps (%lld ms)", (long long) ahead);
+	}
+
 	b = holder_new("b", 2, "", NULL);
 	got = step_until(b, is_leased);
 	ok(got, "b leases an id (%d)", b->id);
@@ -115,15 +133,23 @@ main(void)
 	   "c, a third holder of two ids, gets none: \"%s\"", c->error);
 	step_for(a, 300);			/* a keeps writing its mark meanwhile */
 	a_id = a->id;
-	LeaseClientShutdown(a->c);
 	a_written = a->written_max;
-	ok(a->id < 0 && a->fences == 1, "a shuts down: fenced");
+	/* a's "generator" last issued 200 ms ago: the mark goes back down to it */
+	a->issued_ms = wall_ms() - 200;
+	LeaseClientShutdown(a->c);
+	ok(a->id < 0 && a->fences == 1 && a->seals == 1, "a shuts down: fenced, then sealed");
+	ok(tz_hwm(a_id, NULL) == a->issued_ms && a->issued_ms < a_written,
+	   "... and wrote hwm/%d back down to its last issued millisecond (%lld, was %lld)",
+	   a_id, tz_hwm(a_id, NULL), (long long) a_written);
 	got = step_until(c, is_leased);
 	ok(got, "c leases an id once a let go (%d)", c->id);
 	ok(c->id == a_id, "... a's (%d)", a_id);
-	ok(c->floor_ms >= a_written && c->reserved_ms > c->floor_ms,
-	   "... starting at a's high-water mark: floor %lld >= %lld, reserved %lld",
-	   (long long) c->floor_ms, (long long) a_written, (long long) c->reserved_ms);
+	ok(c->floor_ms == a->issued_ms && c->reserved_ms > c->floor_ms,
+	   "... starting above a's last issued millisecond: floor %lld, reserved %lld",
+	   (long long) c->floor_ms, (long long) c->reserved_ms);
+	ok(c->floor_ms < c->wall_at_install,
+	   "... which its clock has passed: no wait for a's window (floor %lld, clock %lld)",
+	   (long long) c->floor_ms, (long long) c->wall_at_install);
 	effects_were_ordered(c);
 
 	/*
@@ -201,6 +227,9 @@ main(void)
 	ok(r2->saw_reattaching && got && sid2 == sid,
 	   "... reattaching r's session %llx", (unsigned long long) sid);
 	ok(r2->id == r->id, "... and keeping its id (%d)", r->id);
+	ok(r2->floor_ms == 0 && r2->reserved_ms <= r->reserved_ms + SESSION_TIMEOUT_MS,
+	   "... without taking its own mark for a floor (floor %lld, mark %lld, r's %lld)",
+	   (long long) r2->floor_ms, (long long) r2->reserved_ms, (long long) r->reserved_ms);
 	effects_were_ordered(r2);
 	LeaseClientShutdown(r2->c);
 	r3 = holder_new("r3", 2, "owner 2", r);
@@ -213,6 +242,31 @@ main(void)
 	LeaseClientShutdown(r3->c);
 	LeaseClientFree(b->c);
 	LeaseClientFree(r3->c);
+
+	/*
+	 * Expiry: e holds the one id of its own namespace and stops (a frozen
+	 * process: nothing is sent).  f, waiting for the id, gets it once the
+	 * session expired, and its clock has passed e's mark by then.
+	 */
+	snprintf(ns, sizeof(ns), "unit-%d-%08x-e", (int) getpid(), (unsigned) rand());
+	e = holder_new("e", 1, "", NULL);
+	got = step_until(e, is_leased);
+	want_raises = e->raises + 2;
+	got = got && step_until(e, raised_enough);
+	ok(got, "e leases the one id of a namespace and extends its mark (%lld)",
+	   (long long) e->reserved_ms);
+	f = holder_new("f", 1, "", NULL);
+	t0 = boot_ns();
+	got = step_until(f, is_leased);
+	ok(got && f->floor_ms >= e->reserved_ms,
+	   "f gets it once e's session expired (after %llu ms), above e's mark (floor %lld)",
+	   (unsigned long long) ((boot_ns() - t0) / 1000000), (long long) f->floor_ms);
+	ok(f->floor_ms < f->wall_at_install,
+	   "... which its clock has passed: the window is shorter than an expiry (floor %lld, clock %lld)",
+	   (long long) f->floor_ms, (long long) f->wall_at_install);
+	LeaseClientShutdown(f->c);
+	LeaseClientFree(f->c);
+	LeaseClientFree(e->c);
 	zookeeper_close(tz);
 	printf("1..%d\n", tap_n);
 	return tap_failed ? 1 : 0;

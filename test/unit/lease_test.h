@@ -48,6 +48,9 @@ typedef struct Holder
 	int			raise_before_file;
 	int			deadline_too_late;	/* deadline > now - jump + timeout/2 */
 	long long	hwm_at_fence;	/* hwm/<id> when it last fenced */
+	int64_t		issued_ms;		/* what seal reports (-1: unknown) */
+	int			seals;
+	int64_t		wall_at_install;	/* its wall clock at the last install */
 } Holder;
 
 /* TAP */
@@ -57,6 +60,7 @@ extern bool ok(bool cond, const char *fmt,...) __attribute__((format(printf, 2, 
 extern void diag(const char *fmt,...) __attribute__((format(printf, 1, 2)));
 extern void bail(const char *why) __attribute__((noreturn));
 extern uint64_t boot_ns(void);
+extern int64_t wall_ms(void);
 
 /* The test's own ZooKeeper handle */
 extern const char *zk_address;

@@ -200,13 +200,20 @@ h_monotonic(void *arg)
 	return boot_ns() + h->offset_ns;
 }
 
-static int64_t
-h_wall(void *arg)
+/* Milliseconds since the guid epoch. */
+int64_t
+wall_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - GUID_EPOCH_UNIX_MS;
+}
+
+static int64_t
+h_wall(void *arg)
+{
+	return wall_ms();
 }
 
 static void
@@ -333,6 +340,7 @@ h_install(void *arg, int32_t id, int64_t floor_ms, int64_t reserved_ms, uint64_t
 	uint64_t	now = h_monotonic(h);
 
 	h->installs++;
+	h->wall_at_install = h_wall(h);
 	h->id = h->last_id = id;
 	h->floor_ms = floor_ms;
 	h->reserved_ms = reserved_ms;
@@ -387,6 +395,15 @@ h_fence(void *arg)
 	h->deadline_ns = 0;
 }
 
+static int64_t
+h_seal(void *arg)
+{
+	Holder	   *h = arg;
+
+	h->seals++;
+	return h->issued_ms;
+}
+
 static void
 h_status(void *arg, const char *state, int64_t session_id, int timeout_ms)
 {
@@ -427,6 +444,7 @@ static const LeaseEnv holder_env = {
 	.extend = h_extend,
 	.raise = h_raise,
 	.fence = h_fence,
+	.seal = h_seal,
 	.status = h_status,
 	.set_error = h_set_error,
 	.written = h_written,
@@ -446,6 +464,7 @@ holder_new(const char *name, int nids, const char *owner, Holder *dir_of)
 
 	h->name = name;
 	h->id = h->last_id = -1;
+	h->issued_ms = -1;
 	if (dir_of)
 		snprintf(h->dir, sizeof(h->dir), "%s", dir_of->dir);
 	else
