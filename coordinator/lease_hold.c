@@ -26,7 +26,7 @@
 #include "lease_client.h"
 
 /* A heartbeat request every timeout / HEARTBEAT_DIVISOR. */
-#define HEARTBEAT_DIVISOR		6
+#define HEARTBEAT_DIVISOR		10
 
 /* The lease is trusted for this fraction of the granted session timeout
  * after the send time of the last answered write or sync (see lease_zk.c). */

@@ -48,10 +48,12 @@
  * for the follower relaying the session's activity to the leader only every
  * half tick, a server clock running faster than ours, tick rounding of the
  * server's expiry, and a backend that checked the deadline just before it
- * passed.  The heartbeat, every timeout/6, is a sync followed by a read of
+ * passed.  The heartbeat, every timeout/10, is a sync followed by a read of
  * our lease znode (the read is then at least as fresh as the leader was at
- * the sync): it keeps the deadline at least a third of the timeout ahead
- * while the leader answers, and notices a lease znode that is gone.
+ * the sync): it keeps the deadline at least 2/5 of the timeout ahead while
+ * the leader answers (so a ZooKeeper outage of up to 2/5 of the timeout, 12 s
+ * at the default 30 s, never fences), and notices a lease znode that is
+ * gone.
  * Backends check the deadline on every call and refuse to issue past it
  * (mode "fenced").  Time is env->monotonic_ns, CLOCK_BOOTTIME in
  * PostgreSQL (GuidMonotonicNs), which, unlike CLOCK_MONOTONIC, keeps running
@@ -114,7 +116,7 @@
 #define Min(a, b)				((a) < (b) ? (a) : (b))
 
 /* A heartbeat request every timeout / HEARTBEAT_DIVISOR. */
-#define HEARTBEAT_DIVISOR		6
+#define HEARTBEAT_DIVISOR		10
 
 /* Pause between attempts after an error. */
 #define RETRY_MS				1000

@@ -11,7 +11,10 @@
 #   insert  INSERT of N rows into a LOGGED table whose primary key defaults
 #           to the generator, plus the size of its primary-key index
 #   leased  node ids from a real ZooKeeper: start to first lease, a killed
-#           holder's id leased again, guid_next() leased beside standalone
+#           holder's id leased again, guid_next() leased beside standalone;
+#           ZooKeeper frozen 5 s under load, mark writes per minute, a new
+#           holder's wait after a clean handover and after an expiry
+#           (test/bench/zk_outage.sh)
 #   idem    guid_next(service, key) against a real Redis, beside
 #           redis-benchmark's round-trip floor, and the pipelined batch form
 #   audit   guid_next(service) beside guid_next(); the publisher's sustained
@@ -477,6 +480,10 @@ rule 71
 printf '%-30s %14s %14s %10s\n' "bulk ${BULK_ROWS} (ms, median)" "$(fmt '%.1f' "$sb_ms")" "$(fmt '%.1f' "$lb_ms")" "$(ratio "$lb_ms" "$sb_ms")"
 printf '%-30s %14s %14s %10s\n' "pgbench SELECT guid_next() tps" "$(fmt '%.0f' "$sp_tps")" "$(fmt '%.0f' "$lp_tps")" "$(ratio "$lp_tps" "$sp_tps")"
 echo
+
+# ZooKeeper frozen under load, the ZooKeeper writes, a new holder's wait
+# shellcheck source=zk_outage.sh
+. "$ROOT/test/bench/zk_outage.sh"
 
 fi
 

@@ -24,7 +24,10 @@ our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
   kafka_admin kafka_produce stream_messages
   redis_start redis_stop redis_cli redis_pid set_guid_redis accept_queue
   system_identifier wait_published_by
-  stream_standby failover_figures consume_all);
+  stream_standby failover_figures consume_all
+  zk_ensemble_start zk_ensemble_stop zk_ensemble_kill zk_ensemble_restart
+  zk_ensemble_signal zk_ensemble_mode zk_ensemble_leader zk_ensemble_serving
+  zk_ensemble_connect guid_load_start guid_load_finish);
 
 my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
@@ -717,6 +720,218 @@ sub consume_all
 	  or die "guid_consumer said: $out";
 	my $guids = $node->safe_psql($db, 'SELECT guid FROM guid_applied ORDER BY guid');
 	return ({ messages => $messages, applied => $applied, duplicates => $dups }, $guids);
+}
+
+# --- A 3-node ZooKeeper ensemble --------------------------------------------
+
+# zk_four($port, $cmd): a four-letter command's answer ('' when none).
+sub zk_four
+{
+	my ($port, $cmd) = @_;
+	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 2)
+	  or return '';
+	print $sock $cmd;
+	local $/;
+	my $out = eval {
+		local $SIG{ALRM} = sub { die "timeout\n" };
+		alarm 3;
+		my $o = <$sock>;
+		alarm 0;
+		$o;
+	};
+	alarm 0;
+	close $sock;
+	return $out // '';
+}
+
+# zk_ensemble_start($name): three ZooKeeper servers (Debian's package, java)
+# on loopback, one quorum, tickTime 500 ms, sessions 1 s to 60 s.  Returns
+# { servers => [ { dir, port, pid } x 3 ] } once a leader serves.
+sub zk_ensemble_start
+{
+	my $name = shift;
+	my $ens = { servers => [] };
+	my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 9;
+	my $quorum = '';
+	for my $i (1 .. 3)
+	{
+		$quorum .= "server.$i=127.0.0.1:$ports[3 * $i - 2]:$ports[3 * $i - 1]\n";
+	}
+	for my $i (1 .. 3)
+	{
+		my $dir = "$PostgreSQL::Test::Utils::tmp_check/zkens_${name}_$i";
+		mkdir $dir;
+		mkdir "$dir/data";
+		PostgreSQL::Test::Utils::append_to_file("$dir/data/myid", "$i\n");
+		PostgreSQL::Test::Utils::append_to_file("$dir/zoo.cfg",
+			"tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir=$dir/data\n"
+			  . "clientPort=$ports[3 * $i - 3]\nclientPortAddress=127.0.0.1\n"
+			  . "minSessionTimeout=1000\nmaxSessionTimeout=60000\n"
+			  . "admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,cons\n"
+			  . $quorum);
+		PostgreSQL::Test::Utils::append_to_file("$dir/log4j.properties",
+			"log4j.rootLogger=INFO, FILE\nlog4j.appender.FILE=org.apache.log4j.FileAppender\n"
+			  . "log4j.appender.FILE.File=$dir/zookeeper.log\n"
+			  . "log4j.appender.FILE.layout=org.apache.log4j.PatternLayout\n"
+			  . "log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} - %-5p - %m%n\n");
+		push @{ $ens->{servers} }, { dir => $dir, port => $ports[3 * $i - 3] };
+	}
+	zk_ensemble_restart($ens, $_) for 0 .. 2;
+	for (1 .. 600)
+	{
+		return $ens if defined zk_ensemble_leader($ens);
+		select(undef, undef, undef, 0.1);
+	}
+	die "the ZooKeeper ensemble $name elected no leader within 60 s";
+}
+
+# zk_ensemble_restart($ens, $i): start server $i (0-based) again.
+sub zk_ensemble_restart
+{
+	my ($ens, $i) = @_;
+	my $s = $ens->{servers}[$i];
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open STDIN, '<', '/dev/null';
+		open STDOUT, '>>', "$s->{dir}/stdout.log";
+		open STDERR, '>&', \*STDOUT;
+		exec 'java', '-Xmx128m', "-Dzookeeper.log.dir=$s->{dir}",
+		  '-Dzookeeper.jmx.log4j.disable=true',
+		  '-cp', "$s->{dir}:/usr/share/java/zookeeper.jar",
+		  'org.apache.zookeeper.server.quorum.QuorumPeerMain', "$s->{dir}/zoo.cfg";
+		exit 127;
+	}
+	$s->{pid} = $pid;
+}
+
+# zk_ensemble_kill($ens, $i): kill -9 server $i and reap it.
+sub zk_ensemble_kill
+{
+	my ($ens, $i) = @_;
+	my $s = $ens->{servers}[$i];
+	return unless $s->{pid};
+	kill 'CONT', $s->{pid};
+	kill 'KILL', $s->{pid};
+	waitpid($s->{pid}, 0);
+	$s->{pid} = undef;
+}
+
+sub zk_ensemble_stop
+{
+	my $ens = shift;
+	zk_ensemble_kill($ens, $_) for 0 .. 2;
+}
+
+# zk_ensemble_signal($ens, 'STOP' | 'CONT'): freeze or thaw every server.
+sub zk_ensemble_signal
+{
+	my ($ens, $sig) = @_;
+	kill $sig, grep { $_ } map { $_->{pid} } @{ $ens->{servers} };
+}
+
+# zk_ensemble_mode($ens, $i): 'leader', 'follower' or '' (not serving).
+sub zk_ensemble_mode
+{
+	my ($ens, $i) = @_;
+	my $out = zk_four($ens->{servers}[$i]{port}, 'srvr');
+	return $out =~ /^Mode: (leader|follower)$/m ? $1 : '';
+}
+
+# zk_ensemble_leader($ens): the index of the leader, undef if none.
+sub zk_ensemble_leader
+{
+	my $ens = shift;
+	for my $i (0 .. 2)
+	{
+		next unless $ens->{servers}[$i]{pid};
+		return $i if zk_ensemble_mode($ens, $i) eq 'leader';
+	}
+	return undef;
+}
+
+# zk_ensemble_serving($ens, $session_id): the index of the server a
+# session ('0x...', as guid.status shows it) is connected to (its "cons"
+# lists it), undef if none.
+sub zk_ensemble_serving
+{
+	my ($ens, $session) = @_;
+	(my $hex = $session) =~ s/^0x0*//;
+	for my $i (0 .. 2)
+	{
+		next unless $ens->{servers}[$i]{pid};
+		return $i if zk_four($ens->{servers}[$i]{port}, 'cons') =~ /sid=0x0*\Q$hex\E\b/;
+	}
+	return undef;
+}
+
+# zk_ensemble_connect($ens): its connect string.
+sub zk_ensemble_connect
+{
+	my $ens = shift;
+	return join ',', map { "127.0.0.1:$_->{port}" } @{ $ens->{servers} };
+}
+
+# --- Load ------------------------------------------------------------------
+
+# guid_load_start($node, $tag): a session that calls guid_next() in a loop,
+# about every 2 ms, until guid_load_finish: it counts calls, failures (with
+# their SQLSTATEs), IDs not above the one before, the longest call, and
+# keeps the first and last ID.
+sub guid_load_start
+{
+	my ($node, $tag) = @_;
+	$node->safe_psql('postgres', qq{
+		CREATE TABLE IF NOT EXISTS load_ctl (tag text PRIMARY KEY, stop bool NOT NULL DEFAULT false);
+		CREATE TABLE IF NOT EXISTS load_result (tag text PRIMARY KEY, calls int, failures int,
+			states text, not_increasing int, longest_ms float8, first_id bigint, last_id bigint);
+		INSERT INTO load_ctl VALUES ('$tag', false);
+	});
+	my ($in, $out, $err) = ('', '', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', qq{
+		DO \$\$
+		DECLARE
+			id guid; last_id guid; first_id guid; t0 timestamptz; d float8;
+			calls int := 0; failures int := 0; bad int := 0; longest float8 := 0; states text := '';
+		BEGIN
+			WHILE NOT (SELECT stop FROM load_ctl WHERE tag = '$tag') LOOP
+				t0 := clock_timestamp();
+				BEGIN
+					id := guid_next();
+					IF last_id IS NOT NULL AND id <= last_id THEN bad := bad + 1; END IF;
+					first_id := coalesce(first_id, id);
+					last_id := id;
+				EXCEPTION WHEN others THEN
+					failures := failures + 1;
+					IF position(SQLSTATE IN states) = 0 THEN states := states || SQLSTATE || ' '; END IF;
+				END;
+				d := extract(epoch FROM clock_timestamp() - t0) * 1000;
+				calls := calls + 1;
+				longest := greatest(longest, d);
+				PERFORM pg_sleep(0.002);
+			END LOOP;
+			INSERT INTO load_result VALUES ('$tag', calls, failures, states, bad, longest,
+				first_id::bigint, last_id::bigint);
+		END \$\$;} ],
+		\$in, \$out, \$err);
+	return { h => $h, node => $node, tag => $tag, err => \$err };
+}
+
+# guid_load_finish($load): stop it; returns its figures as a hash.
+sub guid_load_finish
+{
+	my $l = shift;
+	$l->{node}->safe_psql('postgres', "UPDATE load_ctl SET stop = true WHERE tag = '$l->{tag}'");
+	$l->{h}->finish;
+	die "load $l->{tag} failed: ${ $l->{err} }" if $l->{h}->result;
+	my $row = $l->{node}->safe_psql('postgres',
+		"SELECT calls, failures, states, not_increasing, longest_ms, first_id, last_id "
+		  . "FROM load_result WHERE tag = '$l->{tag}'");
+	my @f = split /\|/, $row;
+	return { calls => $f[0], failures => $f[1], states => $f[2], not_increasing => $f[3],
+		longest_ms => $f[4], first_id => $f[5], last_id => $f[6] };
 }
 
 1;
