@@ -13,7 +13,7 @@ EPOCH_MS=1735689600000
 oconf=("guid.node_id = -1" "guid.zookeeper = '127.0.0.1:$ZK_PORT'" "guid.zookeeper_session_timeout = '30s'")
 
 cleanup_outage() {
-	kill -CONT "$(cat "$ZK_DIR/zookeeper.pid")" 2>/dev/null || true
+	[ -f "$ZK_DIR/zookeeper.pid" ] && kill -CONT "$(cat "$ZK_DIR/zookeeper.pid")" 2>/dev/null || true
 	scratch_stop "$ODIR/a"
 	scratch_stop "$ODIR/b"
 }
@@ -25,6 +25,7 @@ qo() { scratch_psql "$ODIR/$1" "$2" -At -c "$3"; }
 # leaves calls|failures|longest_ms in table load_result.
 load_sql() {
 	cat <<SQL
+SET client_min_messages = warning;
 CREATE TABLE IF NOT EXISTS load_ctl (tag text PRIMARY KEY, stop bool NOT NULL DEFAULT false);
 CREATE TABLE IF NOT EXISTS load_result (tag text PRIMARY KEY, calls int, failures int, longest_ms float8);
 INSERT INTO load_ctl VALUES ('$1', false);
@@ -47,8 +48,8 @@ END \$\$;
 SQL
 }
 
-as_pg rm -rf "$ODIR"
 run_dir_make "$ODIR"
+as_pg rm -rf "$ODIR/a" "$ODIR/b"
 scratch_start "$ODIR/a" "$OPORT" "${oconf[@]}" "guid.namespace = 'bench_outage'"
 qo a "$OPORT" "CREATE EXTENSION guid"
 wait_leased "$ODIR/a" "$OPORT"
@@ -58,9 +59,9 @@ qo a "$OPORT" "$(load_sql busy)" >/dev/null
 qo a "$OPORT" "$(load_do busy)" >/dev/null &
 busy_pid=$!
 sleep 2
-w0=$(qo a "$OPORT" "SELECT reserve_writes FROM guid.status")
+w0=$(qo a "$OPORT" "SELECT reservation_writes FROM guid.status")
 sleep 30
-w1=$(qo a "$OPORT" "SELECT reserve_writes FROM guid.status")
+w1=$(qo a "$OPORT" "SELECT reservation_writes FROM guid.status")
 qo a "$OPORT" "UPDATE load_ctl SET stop = true WHERE tag = 'busy'" >/dev/null
 wait $busy_pid
 writes_per_min=$(((w1 - w0) * 2))
@@ -100,6 +101,7 @@ qo b "$OPORT_B" "$(load_do busy)" >/dev/null 2>&1 &
 sleep 3
 kill -9 "$(head -1 "$ODIR/b/data/postmaster.pid")"
 wait 2>/dev/null || true
+as_pg rm -rf "$ODIR/b"
 while zk_holds "/guid/bench_outage/nodes/$a_id"; do sleep 0.05; done
 t0=$(now_ms)
 as_pg pg_ctl -D "$ODIR/a/data" -l "$ODIR/a/server.log" -w start >/dev/null
