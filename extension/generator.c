@@ -26,8 +26,9 @@
  *
  * Restart safety: no ID above reserved_ms, the durable reservation, is
  * issued (reservation.c), nor in leased mode above lease_ceiling, the
- * high-water mark durable in ZooKeeper; the reservation is in the WAL before reserved_ms
- * moves, so a promoted standby starts above it too (reservation_wal.c).
+ * high-water mark durable in ZooKeeper; the reservation is in the WAL
+ * before reserved_ms moves, so a promoted standby starts above it too
+ * (reservation_wal.c).
  * In leased mode, no ID after the lease deadline (generator_state.c holds
  * the lease API the coordinator calls).
  *

@@ -369,7 +369,17 @@ GuidKeepLeasedReservation(void)
 	need = Min(GuidReservationTarget(), ceiling);
 	if (need <= reserved)
 		return;
-	failing = !GuidExtendLeasedReservation(need, failing ? DEBUG1 : WARNING);
+	if (!GuidExtendLeasedReservation(need, failing ? DEBUG1 : WARNING))
+	{
+		if (!failing)
+			GuidSetLastError("could not write the reservation file guid.reservation; see the server log");
+		failing = true;
+	}
+	else if (failing)
+	{
+		GuidSetLastError("");
+		failing = false;
+	}
 }
 
 /*
