@@ -68,6 +68,8 @@ struct LeaseClient
 	bool		installed;		/* the generator issues under our lease */
 	int32_t		installed_id;	/* id installed in this session, -1: none */
 	int32_t		reattached_id;	/* id a reattached session had installed */
+	int64_t		installed_floor;	/* the floor it was installed at */
+	int64_t		reattached_floor;	/* the floor reattached_id had */
 	uint64_t	grace_until;	/* requests are still waited for while
 								 * stopping until then (the write-back) */
 	int32_t		hwm_version;

@@ -354,10 +354,12 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 
 	/*
 	 * A reattached session whose previous incarnation had installed this
-	 * very id (lease_protocol.c saves that): everything issued under the id
-	 * is below this host's own durable reservation (the previous incarnation
-	 * made it cover the mark it found before issuing anything, and issued
-	 * nothing above it), so the mark it wrote ahead is not a floor.
+	 * very id (lease_protocol.c saves that, with the floor it was given):
+	 * everything that incarnation issued is below this host's own durable
+	 * reservation, so the mark it wrote ahead is not a floor.  The floor it
+	 * was given still is: the id's previous holder issued up to it, and the
+	 * host need not have recorded it (it may record only about a second
+	 * ahead of its own clock, and may have failed to record more).
 	 */
 	own = id >= 0 && id == c->reattached_id;
 	c->reattached_id = -1;
@@ -387,7 +389,7 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	}
 
 	/* Reserve ahead before anything is issued. */
-	floor_ms = own ? 0 : c->hwm_value;
+	floor_ms = own ? c->reattached_floor : c->hwm_value;
 	target = own ? Max(c->hwm_value, hold_target(c)) :
 		Max(Min(c->hwm_value + lease_window_ms(c), LEASE_MAX_MS), hold_target(c));
 	rc = hold_write_hwm(c, target, err, errlen);
@@ -411,6 +413,7 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 				   c->last_ack + timeout_ns * LEASE_TRUST_NUM / LEASE_TRUST_DEN);
 	c->installed = true;
 	c->installed_id = id;
+	c->installed_floor = floor_ms;
 	c->previous_id = id;
 	c->reserved = target;
 	c->last_heartbeat = c->env.monotonic_ns(c->env.arg);

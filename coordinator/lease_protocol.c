@@ -208,16 +208,18 @@ lease_save_session(LeaseClient *c)
 	for (i = 0; i < (int) sizeof(id->passwd); i++)
 		len += snprintf(buf + len, sizeof(buf) - len, "%02x", (unsigned char) id->passwd[i]);
 	len += snprintf(buf + len, sizeof(buf) - len, "\n");
-	/* once installed: the id, whose mark then is no floor for a reattach */
+	/* once installed: the id, whose mark then is no floor for a reattach,
+	 * and the floor it was installed at, which still is */
 	if (c->installed_id >= 0)
-		snprintf(buf + len, sizeof(buf) - len, "installed %d\n", (int) c->installed_id);
+		snprintf(buf + len, sizeof(buf) - len, "installed %d %lld\n", (int) c->installed_id,
+				 (long long) c->installed_floor);
 	c->env.save_session(c->env.arg, buf);
 }
 
 /* Read the saved session if this owner saved it (and the id it had
  * installed into *installed, -1 if none). */
 static bool
-lease_read_session(LeaseClient *c, clientid_t *id, int32_t *installed)
+lease_read_session(LeaseClient *c, clientid_t *id, int32_t *installed, int64_t *floor_ms)
 {
 	char		buf[512];
 	size_t		olen = strlen(c->session_owner);
@@ -225,6 +227,7 @@ lease_read_session(LeaseClient *c, clientid_t *id, int32_t *installed)
 	char		passwd[2 * sizeof(id->passwd) + 1];
 	const char *line;
 	int			inst;
+	long long	fl;
 	int			i;
 
 	*installed = -1;
@@ -248,8 +251,12 @@ lease_read_session(LeaseClient *c, clientid_t *id, int32_t *installed)
 		id->passwd[i] = (char) b;
 	}
 	line = strstr(buf + olen + 1, "\ninstalled ");
-	if (line && sscanf(line, "\ninstalled %d\n", &inst) == 1 && inst >= 0 && inst < LEASE_MAX_IDS)
+	if (line && sscanf(line, "\ninstalled %d %lld\n", &inst, &fl) == 2 && inst >= 0 &&
+		inst < LEASE_MAX_IDS && fl >= 0)
+	{
 		*installed = inst;
+		*floor_ms = fl;
+	}
 	return true;
 }
 
@@ -343,7 +350,7 @@ lease_open(LeaseClient *c)
 		return -1;
 	}
 
-	reattach = lease_read_session(c, &saved, &c->reattached_id);
+	reattach = lease_read_session(c, &saved, &c->reattached_id, &c->reattached_floor);
 	lease_remove_session(c);
 	errno = 0;
 	c->zk = lease_zk_open(c, connect, reattach ? &saved : NULL);
@@ -522,6 +529,8 @@ LeaseClientCreate(const LeaseConfig *cfg, const LeaseEnv *env)
 	c->previous_id = cfg->previous_id;
 	c->installed_id = -1;
 	c->reattached_id = -1;
+	c->installed_floor = 0;
+	c->reattached_floor = 0;
 	c->leased_id = -1;
 	c->hwm_version = -1;
 	return c;
