@@ -136,7 +136,6 @@ KafkaReadback(const char *brokers, const char *properties, const char *file_prop
 			  int64 *ends, int maxparts, int *nends, bool *undecidable,
 			  int timeout_ms, char *err, size_t errlen)
 {
-	rd_kafka_conf_t *conf = KafkaSinkConf(brokers, properties, file_properties, err, errlen);
 	rd_kafka_t *rk;
 	rd_kafka_topic_partition_list_t *parts;
 	KafkaStatus status = KAFKA_RETRY;
@@ -147,25 +146,11 @@ KafkaReadback(const char *brokers, const char *properties, const char *file_prop
 	bool	   *done;
 
 	*undecidable = false;
-	if (conf == NULL)
-		return KAFKA_FATAL;
-	if (rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, errlen) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "auto.offset.reset", "error", err, errlen) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "group.id", "guid-failover-readback", err, errlen) != RD_KAFKA_CONF_OK)
-	{
-		rd_kafka_conf_destroy(conf);
-		return KAFKA_FATAL;
-	}
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+	/* an offset retention deleted is an error, not a silent skip */
+	rk = KafkaSinkReader(brokers, properties, file_properties, "guid-failover-readback", "error",
+						 err, errlen);
 	if (rk == NULL)
-	{
-		rd_kafka_conf_destroy(conf);
 		return KAFKA_FATAL;
-	}
-	rd_kafka_set_log_queue(rk, NULL);
-	rd_kafka_poll_set_consumer(rk);
 
 	n = rb_partitions(rk, topic, timeout_ms, err, errlen);
 	if (n < 0 || n > maxparts)

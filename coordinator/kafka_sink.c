@@ -153,19 +153,42 @@ kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 }
 
 /*
- * KafkaSinkConf: a configuration as the producer's (brokers, the user's
- * properties, logs on the main queue), for another client of the same
- * cluster (coordinator/kafka_readback.c).  NULL with err filled if refused.
+ * KafkaSinkReader: a read_committed consumer of the same cluster as the
+ * producer (brokers, the user's properties, logs on the main queue), with no
+ * offset commits and partition EOF events, in consumer group group.
+ * offset_reset (NULL: librdkafka's default) is what to do with an offset
+ * out of range.  The checkpoint reader below and coordinator/kafka_readback.c
+ * use it.  NULL with err filled if refused.
  */
-rd_kafka_conf_t *
-KafkaSinkConf(const char *brokers, const char *properties, const char *file_properties,
-			  char *err, size_t errlen)
+rd_kafka_t *
+KafkaSinkReader(const char *brokers, const char *properties, const char *file_properties,
+				const char *group, const char *offset_reset, char *err, size_t errlen)
 {
 	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, file_properties, err, errlen);
+	rd_kafka_t *rk;
 
-	if (conf)
-		rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
-	return conf;
+	if (conf == NULL)
+		return NULL;
+	if (rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, errlen) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) != RD_KAFKA_CONF_OK ||
+		(offset_reset &&
+		 rd_kafka_conf_set(conf, "auto.offset.reset", offset_reset, err, errlen) != RD_KAFKA_CONF_OK) ||
+		rd_kafka_conf_set(conf, "group.id", group, err, errlen) != RD_KAFKA_CONF_OK)
+	{
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_set_log_queue(rk, NULL);
+	rd_kafka_poll_set_consumer(rk);
+	return rk;
 }
 
 /* KafkaSinkHandle: the producer's librdkafka handle, for metadata queries. */
@@ -483,7 +506,6 @@ KafkaSinkReadCheckpoint(const char *brokers, const char *properties,
 						char *value, size_t valuelen, bool *found,
 						int timeout_ms, char *err, size_t errlen)
 {
-	rd_kafka_conf_t *conf = kafka_conf(brokers, properties, file_properties, err, errlen);
 	rd_kafka_t *rk;
 	rd_kafka_topic_partition_list_t *parts;
 	KafkaStatus status = KAFKA_RETRY;
@@ -491,25 +513,10 @@ KafkaSinkReadCheckpoint(const char *brokers, const char *properties,
 	size_t		keylen = strlen(key);
 
 	*found = false;
-	if (conf == NULL)
-		return KAFKA_FATAL;
-	if (rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, errlen) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "group.id", "guid-checkpoint-reader", err, errlen) != RD_KAFKA_CONF_OK)
-	{
-		rd_kafka_conf_destroy(conf);
-		return KAFKA_FATAL;
-	}
-	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+	rk = KafkaSinkReader(brokers, properties, file_properties, "guid-checkpoint-reader", NULL,
+						 err, errlen);
 	if (rk == NULL)
-	{
-		rd_kafka_conf_destroy(conf);
 		return KAFKA_FATAL;
-	}
-	rd_kafka_set_log_queue(rk, NULL);
-	rd_kafka_poll_set_consumer(rk);
 	parts = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(parts, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
 	rd_kafka_assign(rk, parts);

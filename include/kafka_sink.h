@@ -55,13 +55,11 @@ extern KafkaStatus KafkaSinkReadCheckpoint(const char *brokers,
 										   bool *found, int timeout_ms,
 										   char *err, size_t errlen);
 
-/* For coordinator/kafka_readback.c, which shares the configuration. */
-struct rd_kafka_conf_s;
+/* A read_committed consumer of the same cluster (kafka_readback.c too). */
 struct rd_kafka_s;
-extern struct rd_kafka_conf_s *KafkaSinkConf(const char *brokers,
-											 const char *properties,
-											 const char *file_properties,
-											 char *err, size_t errlen);
+extern struct rd_kafka_s *KafkaSinkReader(const char *brokers, const char *properties,
+										  const char *file_properties, const char *group,
+										  const char *offset_reset, char *err, size_t errlen);
 extern struct rd_kafka_s *KafkaSinkHandle(KafkaSink *ks);
 
 /* coordinator/kafka_readback.c: reading the data topic back (failover) */
