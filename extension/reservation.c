@@ -297,19 +297,19 @@ GuidLeaseMarkTarget(int window_ms)
 
 /*
  * GuidLeaseMarkDue: (worker, leased mode) should the mark mark_ms be
- * extended now?  As GuidReservationDue, with less than low_ms left.
+ * extended now?  Yes once less than low_ms of it is left, busy or idle:
+ * unlike the local reservation, the mark is kept ahead on an idle cluster
+ * too, so that its first call during a ZooKeeper outage finds it covered
+ * (at the price of one ZooKeeper write per window less low_ms, 12 a minute
+ * at the default 30 s timeout, whether IDs are issued or not).
  */
 bool
 GuidLeaseMarkDue(int64 mark_ms, int low_ms)
 {
 	uint64		state = pg_atomic_read_u64(&GuidState->state);
-	int64		wall = GuidWallClockMs();
-	int64		used_to = Max(GuidStateMs(state), wall);
-	bool		active = reservation_active(state, wall);
+	int64		used_to = Max(GuidStateMs(state), GuidWallClockMs());
 
-	if (mark_ms - used_to >= low_ms)
-		return false;
-	return active || pg_atomic_read_u32(&GuidState->reserve_wanted) != 0;
+	return mark_ms - used_to < low_ms;
 }
 
 /*
@@ -387,15 +387,24 @@ GuidKeepLeasedReservation(void)
  * is durable in ZooKeeper for node: record the node in guid.reservation,
  * with the reservation in use extended a window ahead (never above the
  * mark), and publish it.  Returns false after a write failure (reported at
- * elevel).
+ * elevel).  Once the file records node, an idle cluster writes nothing: the
+ * mark is kept ahead while idle, the local reservation (file and WAL) is
+ * not, and GuidKeepLeasedReservation or a backend extends it when needed.
  */
 bool
 GuidRecordLeasedReservation(int32 node, int64 mark_ms, int elevel)
 {
+	static int32 recorded_node = -1;
 	GuidShared *gs = GuidState;
+	uint64		state = pg_atomic_read_u64(&gs->state);
 	int64		reserved;
 	int64		value;
 	bool		ok;
+
+	if (node == recorded_node && GuidStateNode(state) == node &&
+		!reservation_active(state, GuidWallClockMs()) &&
+		pg_atomic_read_u32(&gs->reserve_wanted) == 0)
+		return true;
 
 	LWLockAcquire(gs->reserve_lock, LW_EXCLUSIVE);
 	reserved = (int64) pg_atomic_read_u64(&gs->reserved_ms);
@@ -404,6 +413,7 @@ GuidRecordLeasedReservation(int32 node, int64 mark_ms, int elevel)
 	if (ok)
 		pg_atomic_write_u64(&gs->reserved_ms, (uint64) value);
 	LWLockRelease(gs->reserve_lock);
+	recorded_node = ok ? node : -1;
 	return ok;
 }
 

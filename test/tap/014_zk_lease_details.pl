@@ -167,9 +167,10 @@ sub reservation_file_ms
 	ok(poll($c, q{SELECT lease_deadline > now() AND lease_deadline <= now() + session_timeout_ms * interval '1 ms' FROM guid.status}, 10),
 		'the lease deadline in guid.status lies within one session timeout ahead');
 
-	# Wait until the worker writes nothing (an idle node stops extending its
-	# reservation, which the clock then passes), so that only the heartbeat
-	# talks to ZooKeeper.
+	# Wait until the local reservation lapses (an idle node stops extending
+	# it, and the clock passes it), so that what follows issues nothing
+	# before the cut; the heartbeat and the mark kept ahead still talk to
+	# ZooKeeper.
 	ok(poll($c, 'SELECT reserved_until < now() FROM guid.status', 120), 'the idle node stops extending its reservation');
 	zk_proxy_mode($proxy, 'cut');
 	ok(poll($c, "SELECT mode = 'fenced' FROM guid.status", 30),

@@ -2,7 +2,8 @@
 # shorter than the lease's deadline (issue 13), on a real 3-node ensemble
 # with the default 30 s session timeout: the leader killed under load, the
 # server the client talks to killed, the whole ensemble frozen (SIGSTOP) for
-# 5 s and for 10 s: no failed call, increasing IDs.  Frozen past the
+# 5 s and for 10 s: no failed call, increasing IDs; idle for longer than
+# the mark's window, then frozen: no failed call either.  Frozen past the
 # deadline: fenced (SQLSTATE 53000) before the session could expire, and
 # issuing again in the same session once thawed, above every ID before.
 # A clean shutdown, then the same id taken over at once by another cluster:
@@ -91,6 +92,38 @@ for my $secs (5, 10)
 	});
 	ok($r->{first_id} > $last, 'IDs above those of the phase before');
 	$last = $r->{last_id};
+}
+
+# Idle until the clock has passed the mark that stood once the cluster had
+# been idle for longer than GUID_IDLE_MS (10 s; until then a cluster counts
+# as busy), then the ensemble frozen 5 s: the first calls in a while come
+# during the outage, and the mark kept ahead while idle covers them.
+{
+	my $hwm_path = "/guid/$ns/hwm/$a_id";
+	sleep 11;
+	my $stood = zk_get($connect, $hwm_path);
+	ok(defined $stood, "the mark stands at $stood after 11 s idle");
+	$a->poll_query_until('postgres',
+		"SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $epoch_ms > $stood + 1000")
+	  or die 'the clock did not pass the mark';
+	my $now_ms = $a->safe_psql('postgres', "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $epoch_ms");
+	my $mark = zk_get($connect, $hwm_path);
+	ok($mark - $now_ms >= 15000, 'idle, the mark is still kept ahead: ' . ($mark - $now_ms) . ' ms');
+	for (1 .. 600) { last if defined zk_ensemble_leader($ens) && zk_ensemble_mode($ens, 0) && zk_ensemble_mode($ens, 1) && zk_ensemble_mode($ens, 2); sleep 0.1; }
+	zk_ensemble_signal($ens, 'STOP');
+	my $t0 = time;
+	my ($calls, $failures, $err_seen) = (0, 0, '');
+	while (time - $t0 < 5)
+	{
+		my ($ret, $out, $err) = $a->psql('postgres', 'SELECT guid_next()::bigint');
+		$calls++;
+		if ($ret != 0) { $failures++; $err_seen = $err; }
+		elsif ($out <= $last) { $failures++; $err_seen = "ID $out not above $last"; }
+		else { $last = $out; }
+		sleep 0.2;
+	}
+	zk_ensemble_signal($ens, 'CONT');
+	is($failures, 0, "idle, then frozen 5 s: no failed call of $calls, IDs increasing $err_seen");
 }
 is($a->safe_psql('postgres', 'SELECT session_id FROM guid.status'), $session,
 	'all along in the same ZooKeeper session');
