@@ -345,6 +345,19 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	/* The id this host held last, even when listed (it may be ours). */
 	if (previous >= 0 && previous < c->cfg.nids)
 	{
+		/*
+		 * A reattached session counts as still holding the id its crashed
+		 * incarnation installed only if the lease znode is still its own
+		 * before we create anything: once deleted (an operator freeing the
+		 * id) someone else may have held the id, issued above the floor
+		 * that incarnation was given, and handed it back.  Unsure: no.
+		 */
+		if (previous == c->reattached_id)
+		{
+			snprintf(path, sizeof(path), "%s/nodes/%d", c->base_path, (int) previous);
+			own = lease_zk_exists(c, path) == ZOK &&
+				c->call.stat.ephemeralOwner == hold_session(c);
+		}
 		rc = hold_try_id(c, previous, err, errlen);
 		if (rc < 0)
 			return false;
@@ -354,14 +367,15 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 
 	/*
 	 * A reattached session whose previous incarnation had installed this
-	 * very id (lease_protocol.c saves that, with the floor it was given):
-	 * everything that incarnation issued is below this host's own durable
-	 * reservation, so the mark it wrote ahead is not a floor.  The floor it
+	 * very id (lease_protocol.c saves that, with the floor it was given) and
+	 * has held it ever since (checked above): everything that incarnation
+	 * issued is below this host's own durable reservation, so the mark it
+	 * wrote ahead is not a floor.  The floor it
 	 * was given still is: the id's previous holder issued up to it, and the
 	 * host need not have recorded it (it may record only about a second
 	 * ahead of its own clock, and may have failed to record more).
 	 */
-	own = id >= 0 && id == c->reattached_id;
+	own = own && id == previous;
 	c->reattached_id = -1;
 	for (i = 0; id < 0 && i < c->cfg.nids; i++)
 	{

@@ -64,7 +64,7 @@ effects_were_ordered(Holder *h)
 int
 main(void)
 {
-	Holder	   *a, *b, *c, *r, *r2, *r3, *e, *f;
+	Holder	   *a, *b, *c, *r, *r2, *r3, *e, *f, *s, *s2, *x;
 	int32_t		a_id;
 	int64_t		a_written;
 	int64_t		b_written;
@@ -261,6 +261,48 @@ main(void)
 	LeaseClientShutdown(r3->c);
 	LeaseClientFree(b->c);
 	LeaseClientFree(r3->c);
+
+	/*
+	 * A reattached session that no longer holds the id its crashed
+	 * incarnation had installed.  s holds the one id of its namespace and
+	 * stops (frozen: it does not see what follows); its lease znode is
+	 * deleted (an operator freeing the id); x takes the id, issues above
+	 * s's mark and hands it over cleanly (its mark written back down to its
+	 * last millisecond).  s "crashes" and s2 reattaches
+	 * s's session, which is still alive, and creates the znode anew: the id
+	 * was held by someone else meanwhile, so the floor s was given is no
+	 * floor any more, x's mark is.
+	 */
+	snprintf(ns, sizeof(ns), "unit-%d-%08x-d", (int) getpid(), (unsigned) rand());
+	s = holder_new("s", 1, "owner 3", NULL);
+	got = step_until(s, is_leased);
+	ok(got && s->id == 0, "s leases the one id of a namespace (floor %lld)", (long long) s->floor_ms);
+	if (!LeaseClientSession(s->c, &sid, passwd))
+		bail("s has no session");
+	ok(tz_delete_lease(0) == ZOK, "s's lease znode is deleted behind its back");
+	x = holder_new("x", 1, "", NULL);
+	got = step_until(x, is_leased);
+	ok(got && x->id == 0 && x->floor_ms >= s->reserved_ms,
+	   "x takes the id, above s's mark (floor %lld >= %lld)",
+	   (long long) x->floor_ms, (long long) s->reserved_ms);
+	x->issued_ms = x->reserved_ms - 1;
+	LeaseClientShutdown(x->c);
+	ok(tz_hwm(0, NULL) == x->issued_ms && x->issued_ms > s->reserved_ms,
+	   "x issued up to just below its mark, above s's, and wrote the mark back down to that (%lld)",
+	   (long long) x->issued_ms);
+	s2 = holder_new("s2", 1, "owner 3", s);
+	got = step_until(s2, is_leased);
+	got = got && LeaseClientSession(s2->c, &sid2, passwd);
+	ok(got && s2->saw_reattaching && sid2 == sid && s2->id == 0,
+	   "s2, s restarted, reattaches s's session %llx and leases the id again",
+	   (unsigned long long) sid);
+	ok(s2->floor_ms >= x->issued_ms,
+	   "... above everything x issued meanwhile (floor %lld >= %lld), not at the floor s was given (%lld)",
+	   (long long) s2->floor_ms, (long long) x->issued_ms, (long long) s->floor_ms);
+	effects_were_ordered(s2);
+	LeaseClientShutdown(s2->c);
+	LeaseClientFree(s2->c);
+	LeaseClientFree(x->c);
 
 	/*
 	 * Expiry: e holds the one id of its own namespace and stops (a frozen

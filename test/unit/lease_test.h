@@ -72,6 +72,7 @@ extern void tz_watcher(zhandle_t *zh, int type, int state, const char *path, voi
 extern void tz_drive(zhandle_t *zh, bool *flag);
 extern long long tz_hwm(int id, int *version);
 extern int	tz_set_hwm(int id, long long value);
+extern int	tz_delete_lease(int id);
 
 /* Holders */
 extern Holder *holder_new(const char *name, int nids, const char *owner, Holder *dir_of);

@@ -187,6 +187,28 @@ tz_set_hwm(int id, long long value)
 	return tr.rc;
 }
 
+static void
+tz_void_done(int rc, const void *d)
+{
+	tr.rc = rc;
+	tr.done = true;
+}
+
+/* Someone else (an operator freeing an id) deletes nodes/<id>, whoever
+ * holds it. */
+int
+tz_delete_lease(int id)
+{
+	char		path[200];
+
+	snprintf(path, sizeof(path), "/guid/%s/nodes/%d", ns, id);
+	tr.done = false;
+	if (zoo_adelete(tz, path, -1, tz_void_done, NULL) != ZOK)
+		bail("zoo_adelete");
+	tz_drive(tz, &tr.done);
+	return tr.rc;
+}
+
 /* ----------
  * A holder: a LeaseClient and the host it runs in
  * ----------
