@@ -451,27 +451,16 @@ lease_maintain(LeaseClient *c, char *err, size_t errlen)
 	char		path[300];
 	int			rc;
 
-	if (now - c->last_heartbeat >= timeout_ns / HEARTBEAT_DIVISOR)
-	{
-		snprintf(path, sizeof(path), "%s/nodes/%d", c->base_path, (int) c->leased_id);
-		c->last_heartbeat = now;
-
-		/*
-		 * The sync's answer moves the deadline (it went through the leader);
-		 * the read after it is at least as fresh as the leader then was.
-		 */
-		rc = lease_zk_sync(c, path);
-		if (rc == ZOK)
-			rc = lease_zk_exists(c, path);
-		if (rc == ZOK && c->call.stat.ephemeralOwner != hold_session(c))
-			rc = ZNONODE;
-		if (rc == ZNONODE)
-		{
-			snprintf(err, errlen, "ZooKeeper node \"%s\" is no longer held by this session", path);
-			return false;
-		}
-	}
-
+	/*
+	 * The mark first, when it is due: its write goes through the leader and
+	 * moves the deadline as a sync does.  Were the sync sent first, a
+	 * ZooKeeper that answers only briefly between stalls (each thaw an
+	 * election, which loses the connection the write was waiting on) would
+	 * keep moving the deadline by syncs while the mark, never written,
+	 * fell behind the clock: the generator would run into its mark long
+	 * before the deadline.  So the deadline only moves past what a due
+	 * mark covers together with the mark.
+	 */
 	if (hold_due(c))
 	{
 		int64_t		target = hold_target(c);
@@ -501,6 +490,27 @@ lease_maintain(LeaseClient *c, char *err, size_t errlen)
 		c->env.raise(c->env.arg, c->hwm_value);
 		if (c->hwm_value > c->reserved)
 			c->reserved = c->hwm_value;
+	}
+
+	if (now - c->last_heartbeat >= timeout_ns / HEARTBEAT_DIVISOR)
+	{
+		snprintf(path, sizeof(path), "%s/nodes/%d", c->base_path, (int) c->leased_id);
+		c->last_heartbeat = now;
+
+		/*
+		 * The sync's answer moves the deadline (it went through the leader);
+		 * the read after it is at least as fresh as the leader was then.
+		 */
+		rc = lease_zk_sync(c, path);
+		if (rc == ZOK)
+			rc = lease_zk_exists(c, path);
+		if (rc == ZOK && c->call.stat.ephemeralOwner != hold_session(c))
+			rc = ZNONODE;
+		if (rc == ZNONODE)
+		{
+			snprintf(err, errlen, "ZooKeeper node \"%s\" is no longer held by this session", path);
+			return false;
+		}
 	}
 	return true;
 }

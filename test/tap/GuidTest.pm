@@ -767,7 +767,7 @@ sub zk_ensemble_start
 			"tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir=$dir/data\n"
 			  . "clientPort=$ports[3 * $i - 3]\nclientPortAddress=127.0.0.1\n"
 			  . "minSessionTimeout=1000\nmaxSessionTimeout=60000\n"
-			  . "admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,cons\n"
+			  . "admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,cons,dump\n"
 			  . $quorum);
 		PostgreSQL::Test::Utils::append_to_file("$dir/log4j.properties",
 			"log4j.rootLogger=INFO, FILE\nlog4j.appender.FILE=org.apache.log4j.FileAppender\n"
