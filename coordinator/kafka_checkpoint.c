@@ -267,9 +267,12 @@ kafka_topic_exists(rd_kafka_t *rk, const char *topic, bool *exists, int timeout_
  * KafkaSinkReadCheckpoint: the checkpoint as releases before 1.6 wrote it:
  * the last committed value of key in partition 0 of the compacted topic,
  * read from the beginning with isolation.level=read_committed up to the end.
- * Only the upgrade reads it, once (coordinator/publisher.c): every publisher
- * sharing that partition took part in it, and one's open transaction holds
- * the last stable offset back for all of them.  A topic that does not exist
+ * Only the upgrade reads it, once (coordinator/publisher_kafka.c).  Every
+ * publisher of an older release shares that partition, and one's open
+ * transaction holds its last stable offset back for all; librdkafka's
+ * watermark query in read_committed answers that offset, not the high
+ * watermark, so the read then ends there, with an older value if newer ones
+ * lie past it (the README says to upgrade while none is open).  A topic that does not exist
  * holds nothing.  *found tells whether there was one.  KAFKA_RETRY if the
  * end was not reached in timeout_ms.
  */

@@ -118,7 +118,7 @@ pub_step_topics(PubSession *s, char *err, size_t errlen)
 	return KAFKA_OK;
 }
 
-/* pub_send_checkpoint: the checkpoint value into the open transaction. */
+/* The value pub_step_checkpoint sends (a step gets only the session). */
 static const char *pub_checkpoint_value;
 
 static KafkaStatus
@@ -131,6 +131,7 @@ pub_step_checkpoint(PubSession *s, char *err, size_t errlen)
 								   pub_checkpoint_value, PUB_STEP_MS * 5, err, errlen);
 }
 
+/* pub_send_checkpoint: the checkpoint value into the open transaction. */
 static bool
 pub_send_checkpoint(PubSession *s, const char *value)
 {

@@ -7,10 +7,13 @@
 # older cluster leaves a transaction open on partition 0 of the data topic
 # and of <topic>_checkpoints.  Both hold the last stable offset of those
 # partitions back for every read_committed reader, for up to their
-# transaction.timeout.ms (10 minutes here).  A restarts: it must stream again
-# within seconds (its checkpoint is its own consumer group's offset, read
-# with a stable offset fetch), and once the others' transactions end, the
-# read_committed topic holds exactly the committed audit rows of A and of B.
+# transaction.timeout.ms (10 minutes here).  A goes on publishing, then
+# restarts: it must stream again within seconds from its latest checkpoint
+# (its own consumer group's offset, read with a stable offset fetch; a
+# record of its own in the shared checkpoint partition would lie past the
+# last stable offset, out of a read_committed reader's reach), and once the
+# others' transactions end, the read_committed topic holds exactly the
+# committed audit rows of A and of B.
 use strict;
 use warnings;
 
@@ -80,6 +83,13 @@ IPC::Run::run([ 'kcat', '-C', '-b', $brokers, '-t', $topic, '-X', 'isolation.lev
 ok((grep { /"guid":"$b_held"/ } split /\n/, $uncommitted), "B's row is on the broker, uncommitted");
 ok(!(grep { $_ eq $b_held } @{ kafka_read($brokers, $topic, 1) }), '... and read_committed readers stop before it');
 
+# --- A goes on publishing meanwhile: its newer checkpoints lie past the others' open
+# transactions, where no read_committed reader of a shared partition gets to ----------
+$ca->safe_psql('postgres', "SELECT guid_next('meanwhile') FROM generate_series(1, 5)");
+ok($ca->poll_query_until('postgres',
+	"SELECT rows_published >= (SELECT count(*) FROM guid.audit) AND publish_lag_seconds = 0 FROM guid.status"),
+	'A publishes while the others are open');
+
 # --- A restarts while both transactions are open ----------------------------------------
 my $start = time;
 $ca->restart;
@@ -107,6 +117,9 @@ $ca->safe_psql('postgres', "SELECT guid_next('end') FROM generate_series(1, 10)"
 $cb->safe_psql('postgres', "SELECT guid_next('end') FROM generate_series(1, 10)");
 wait_published_by($ca, $brokers, $topic);
 my $msgs = wait_published_by($cb, $brokers, $topic);
+my %seen;
+my @twice = grep { $seen{$_}++ } @{ own_guids($ca, $msgs) };
+is(scalar @twice, 0, 'no row of A published twice (' . scalar(@twice) . ')');
 is_deeply(own_guids($ca, $msgs), audit_guids($ca), "A: the topic holds exactly A's committed rows, each once");
 is_deeply(own_guids($cb, $msgs), audit_guids($cb), "B: the topic holds exactly B's committed rows, each once");
 ok(!grep({ !defined $_->{value}{guid} } @$msgs), "nothing of the older cluster's aborted transaction is read");
