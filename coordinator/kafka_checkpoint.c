@@ -360,9 +360,10 @@ KafkaSinkReadCheckpoint(const char *brokers, const char *properties,
 		{
 			size_t		n = Min(m->len, valuelen - 1);
 
-			memcpy(value, m->payload, n);
+			if (n > 0)
+				memcpy(value, m->payload, n);
 			value[n] = '\0';
-			*found = m->len > 0;	/* an empty value would be a tombstone */
+			*found = m->len > 0;	/* a tombstone: deleted by the upgrade */
 		}
 		rd_kafka_message_destroy(m);
 	}

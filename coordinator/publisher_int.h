@@ -93,6 +93,8 @@ typedef struct PubSession
 	char		ckpt_group[NAMEDATALEN * 3 + 16];	/* the checkpoint's
 													 * consumer group */
 	char		ckpt_topic[GUID_KAFKA_TOPIC_MAX + 1];	/* before 1.6 */
+	bool		legacy_ckpt;	/* the checkpoint came from ckpt_topic: the
+								 * next commit deletes that record */
 	XLogRecPtr	checkpoint;		/* last end LSN committed to Kafka */
 	XLogRecPtr	confirmed;		/* last LSN sent as flushed */
 	XLogRecPtr	server_end;		/* walsender position from keepalives */

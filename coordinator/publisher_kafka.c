@@ -118,6 +118,10 @@ pub_step_topics(PubSession *s, char *err, size_t errlen)
 	return KAFKA_OK;
 }
 
+static bool pub_produce(PubSession *s, const char *topic, int32 partition,
+						const char *key, size_t keylen, const char *value, size_t len,
+						const char *lsn);
+
 /* The value pub_step_checkpoint sends (a step gets only the session). */
 static const char *pub_checkpoint_value;
 
@@ -131,10 +135,19 @@ pub_step_checkpoint(PubSession *s, char *err, size_t errlen)
 								   pub_checkpoint_value, PUB_STEP_MS * 5, err, errlen);
 }
 
-/* pub_send_checkpoint: the checkpoint value into the open transaction. */
+/*
+ * pub_send_checkpoint: the checkpoint value into the open transaction.  The
+ * first commit after the upgrade read also deletes the old record (a
+ * tombstone for the key in <topic>_checkpoints), in the same transaction:
+ * once the group holds the checkpoint, the stale record must never be read
+ * again, also when the group's offset is lost later (deleted, expired).
+ */
 static bool
 pub_send_checkpoint(PubSession *s, const char *value)
 {
+	if (s->legacy_ckpt &&
+		!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid), NULL, 0, NULL))
+		return false;
 	pub_checkpoint_value = value;
 	return pub_retry(s, pub_step_checkpoint, "checkpoint", true) == KAFKA_OK;
 }
@@ -215,6 +228,7 @@ PubCommit(PubSession *s, XLogRecPtr end_lsn)
 	ms = (double) (now - start) / 1000.0;
 
 	s->kafka_open = false;
+	s->legacy_ckpt = false;
 	s->checkpoint = end_lsn;
 	s->last_commit = now;
 	PubPublished(s->batch_rows, s->batch_xacts, end_lsn, now, ms);
@@ -289,6 +303,7 @@ PubCommitCheckpointValue(PubSession *s, const char *value)
 		pub_retry(s, pub_step_commit, "commit", false) != KAFKA_OK)
 		return false;
 	s->kafka_open = false;
+	s->legacy_ckpt = false;
 	s->last_commit = GetCurrentTimestamp();
 	return true;
 }
@@ -336,9 +351,12 @@ PubReadCheckpoint(PubSession *s, const char *file_properties, char *value, size_
 		return false;
 	}
 	if (*found)
+	{
+		s->legacy_ckpt = true;
 		ereport(LOG,
 				(errmsg("guid publisher: checkpoint \"%s\" read from topic %s, as releases before 1.6 wrote it; from the next commit on it is the offset metadata of consumer group %s",
 						value, s->ckpt_topic, s->ckpt_group)));
+	}
 	return true;
 }
 
