@@ -87,111 +87,84 @@ KafkaSinkSendCheckpoint(KafkaSink *ks, const char *group, const char *topic, int
 /*
  * KafkaSinkReadGroupCheckpoint: the checkpoint committed for consumer group
  * group on partition 0 of topic: one OffsetFetch to the group's
- * coordinator, through the producer's handle, with require_stable
- * (KIP-447): while a transaction that sent offsets for this group is not
- * complete, the broker answers UNSTABLE_OFFSET_COMMIT rather than an older
- * offset, and this returns KAFKA_RETRY.  Only the producer with this
- * group's transactional.id sends offsets for it, and its
+ * coordinator, from a read_committed consumer in that group that never
+ * subscribes (so it never joins the group).  librdkafka then asks with
+ * require_stable (KIP-447): while a transaction that sent offsets for this
+ * group is not complete the broker answers UNSTABLE_OFFSET_COMMIT rather
+ * than an older offset, and librdkafka asks again.  Only the producer with
+ * this group's transactional.id sends offsets for it, and its
  * init_transactions has completed or aborted what it left open, so that
- * wait is short; no other producer's transaction is involved.  *found is
- * false when the group has no offset there.  KAFKA_FATAL when not allowed
- * (ACLs), KAFKA_RETRY on a timeout or another error.
+ * wait is short; no other producer's transaction is involved.
+ *
+ * Not the admin API's ListConsumerGroupOffsets through the producer's
+ * handle: a handle without a group.id dereferences its missing group when
+ * the coordinator moves during the fetch (NOT_COORDINATOR, a broker just
+ * started or lost), a segmentation fault in librdkafka (its issue #5040).
+ *
+ * *found is false when the group has no offset there.  KAFKA_FATAL when
+ * refused (configuration, ACLs), KAFKA_RETRY on a timeout or another error.
  */
 KafkaStatus
-KafkaSinkReadGroupCheckpoint(KafkaSink *ks, const char *group, const char *topic,
-							 char *value, size_t valuelen, bool *found,
-							 int timeout_ms, char *err, size_t errlen)
+KafkaSinkReadGroupCheckpoint(const char *brokers, const char *properties,
+							 const char *file_properties, const char *group,
+							 const char *topic, char *value, size_t valuelen,
+							 bool *found, int timeout_ms, char *err, size_t errlen)
 {
+	rd_kafka_t *rk;
 	rd_kafka_topic_partition_list_t *parts;
-	rd_kafka_ListConsumerGroupOffsets_t *req;
-	rd_kafka_AdminOptions_t *options;
-	rd_kafka_queue_t *queue;
-	rd_kafka_event_t *ev = NULL;
-	rd_kafka_error_t *error;
+	rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR__TIMED_OUT;
 	KafkaStatus status = KAFKA_RETRY;
 	int			waited = 0;
+	int			step = KAFKA_STEP_MS;
 
 	*found = false;
 	value[0] = '\0';
+	rk = KafkaSinkReader(brokers, properties, file_properties, group, NULL, err, errlen);
+	if (rk == NULL)
+		return KAFKA_FATAL;
 	parts = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(parts, topic, 0);
-	req = rd_kafka_ListConsumerGroupOffsets_new(group, parts);
-	rd_kafka_topic_partition_list_destroy(parts);
-	options = rd_kafka_AdminOptions_new(KafkaSinkHandle(ks), RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, NULL, 0);
-	if ((error = rd_kafka_AdminOptions_set_require_stable_offsets(options, 1)) != NULL)
-	{
-		snprintf(err, errlen, "require_stable_offsets: %s", rd_kafka_error_string(error));
-		rd_kafka_error_destroy(error);
-		rd_kafka_AdminOptions_destroy(options);
-		rd_kafka_ListConsumerGroupOffsets_destroy(req);
-		return KAFKA_FATAL;
-	}
-	queue = rd_kafka_queue_new(KafkaSinkHandle(ks));
-	rd_kafka_ListConsumerGroupOffsets(KafkaSinkHandle(ks), &req, 1, options, queue);
 
-	snprintf(err, errlen, "reading the checkpoint of group %s timed out", group);
-	while (waited <= timeout_ms + KAFKA_STEP_MS)
+	/* rd_kafka_committed() blocks without looking at signals: short steps */
+	while (waited < timeout_ms)
 	{
 		CHECK_FOR_INTERRUPTS();
-		rd_kafka_poll(KafkaSinkHandle(ks), 0);
-		ev = rd_kafka_queue_poll(queue, KAFKA_STEP_MS);
-		waited += KAFKA_STEP_MS;
-		if (ev != NULL)
+		code = rd_kafka_committed(rk, parts, step);
+		if (code != RD_KAFKA_RESP_ERR__TIMED_OUT)
 			break;
+		waited += step;
+		step = Min(step * 2, KAFKA_QUERY_STEP_MAX_MS);
 	}
-	if (ev != NULL)
+	if (code == RD_KAFKA_RESP_ERR_NO_ERROR)
+		code = parts->elems[0].err;
+
+	if (code == RD_KAFKA_RESP_ERR__TIMED_OUT)
+		snprintf(err, errlen, "reading the checkpoint of group %s timed out after %d ms", group, waited);
+	else if (code == RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT)
+		snprintf(err, errlen, "reading the checkpoint of group %s: a transaction of this publisher is still completing",
+				 group);
+	else if (code != RD_KAFKA_RESP_ERR_NO_ERROR)
+		snprintf(err, errlen, "reading the checkpoint of group %s: %s", group, rd_kafka_err2str(code));
+	else
 	{
-		const rd_kafka_ListConsumerGroupOffsets_result_t *res = rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-		const rd_kafka_group_result_t **groups = NULL;
-		const rd_kafka_error_t *gerr = NULL;
-		const rd_kafka_topic_partition_list_t *got = NULL;
-		rd_kafka_resp_err_t code = rd_kafka_event_error(ev);
-		size_t		n = 0;
+		const rd_kafka_topic_partition_t *p = &parts->elems[0];
 
-		if (code == RD_KAFKA_RESP_ERR_NO_ERROR && res != NULL)
-			groups = rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n);
-		if (code != RD_KAFKA_RESP_ERR_NO_ERROR)
-			snprintf(err, errlen, "reading the checkpoint of group %s: %s", group,
-					 rd_kafka_event_error_string(ev));
-		else if (n != 1)
-			snprintf(err, errlen, "reading the checkpoint of group %s: no answer for the group", group);
-		else if ((gerr = rd_kafka_group_result_error(groups[0])) != NULL)
+		if (p->offset >= 0)
 		{
-			code = rd_kafka_error_code(gerr);
-			snprintf(err, errlen, "reading the checkpoint of group %s: %s", group,
-					 rd_kafka_error_string(gerr));
-		}
-		else if ((got = rd_kafka_group_result_partitions(groups[0])) == NULL || got->cnt != 1)
-			snprintf(err, errlen, "reading the checkpoint of group %s: no answer for %s [0]", group, topic);
-		else if ((code = got->elems[0].err) == RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT)
-			snprintf(err, errlen, "reading the checkpoint of group %s: a transaction of this publisher is still completing",
-					 group);
-		else if (code != RD_KAFKA_RESP_ERR_NO_ERROR)
-			snprintf(err, errlen, "reading the checkpoint of group %s: %s", group, rd_kafka_err2str(code));
-		else
-		{
-			const rd_kafka_topic_partition_t *p = &got->elems[0];
+			size_t		len = p->metadata ? Min(p->metadata_size, valuelen - 1) : 0;
 
-			if (p->offset >= 0)
-			{
-				size_t		len = Min(p->metadata_size, valuelen - 1);
-
-				if (len > 0)
-					memcpy(value, p->metadata, len);
-				value[len] = '\0';
-				*found = true;
-			}
-			status = KAFKA_OK;
+			if (len > 0)
+				memcpy(value, p->metadata, len);
+			value[len] = '\0';
+			*found = true;
 		}
-		if (code == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
-			code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
-			status = KAFKA_FATAL;
-		rd_kafka_event_destroy(ev);
+		status = KAFKA_OK;
 	}
-	rd_kafka_queue_destroy(queue);
-	rd_kafka_AdminOptions_destroy(options);
-	rd_kafka_ListConsumerGroupOffsets_destroy(req);
+	if (code == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+		code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+		status = KAFKA_FATAL;
+	rd_kafka_topic_partition_list_destroy(parts);
+	rd_kafka_destroy(rk);
 	return status;
 }
 

@@ -323,8 +323,9 @@ PubReadCheckpoint(PubSession *s, const char *file_properties, char *value, size_
 	char		err[GUID_ERROR_LEN];
 	KafkaStatus st;
 
-	while ((st = KafkaSinkReadGroupCheckpoint(s->ks, s->ckpt_group, guid_kafka_topic, value, len,
-											  found, 5000, err, sizeof(err))) == KAFKA_RETRY)
+	while ((st = KafkaSinkReadGroupCheckpoint(guid_kafka_brokers, guid_kafka_properties,
+											  file_properties, s->ckpt_group, guid_kafka_topic,
+											  value, len, found, 5000, err, sizeof(err))) == KAFKA_RETRY)
 	{
 		PubFail(LOG, "%s", err);
 		PubWarnLag(s);

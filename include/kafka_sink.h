@@ -61,8 +61,10 @@ extern KafkaStatus KafkaSinkSendCheckpoint(KafkaSink *ks, const char *group,
 										   const char *topic, int64 offset,
 										   const char *value, int timeout_ms,
 										   char *err, size_t errlen);
-extern KafkaStatus KafkaSinkReadGroupCheckpoint(KafkaSink *ks, const char *group,
-												const char *topic,
+extern KafkaStatus KafkaSinkReadGroupCheckpoint(const char *brokers,
+												const char *properties,
+												const char *file_properties,
+												const char *group, const char *topic,
 												char *value, size_t valuelen,
 												bool *found, int timeout_ms,
 												char *err, size_t errlen);
