@@ -91,6 +91,16 @@ rb_watermarks(rd_kafka_t *rk, const char *topic, int partition, int64 *lo, int64
 }
 
 /*
+ * KafkaTopicPartitions: the number of partitions of topic, through the
+ * producer ks; -1 with err filled if the brokers did not say.
+ */
+int
+KafkaTopicPartitions(KafkaSink *ks, const char *topic, int timeout_ms, char *err, size_t errlen)
+{
+	return rb_partitions(KafkaSinkHandle(ks), topic, timeout_ms, err, errlen);
+}
+
+/*
  * KafkaTopicEnds: the high watermark of every partition of topic (at most
  * maxparts), through the producer ks.  Returns KAFKA_OK and sets *nparts,
  * or KAFKA_RETRY with err filled (the caller tries again later).

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * kafka_sink.c
- *		The publisher's adapter to librdkafka: a transactional producer, the
- *		topics it writes, and a read_committed read of the checkpoint.
+ *		The publisher's adapter to librdkafka: a transactional producer and
+ *		the topic it writes (the checkpoint is coordinator/kafka_checkpoint.c's).
  *
  * librdkafka runs threads of its own.  Nothing here runs PostgreSQL code on
  * them: logs are routed to the main queue (log.queue, set_log_queue) and,
@@ -34,8 +34,6 @@
 #include "kafka_sink.h"
 
 #define KAFKA_STEP_MS		100
-/* A step of a call that needs a round trip to a broker: at most this, ms */
-#define KAFKA_QUERY_STEP_MAX_MS	1000
 
 struct KafkaSink
 {
@@ -274,9 +272,12 @@ KafkaSinkLastError(KafkaSink *ks)
 	return ks->last_error;
 }
 
-/* Classify and free an error object; fill err.  NULL is KAFKA_OK. */
-static KafkaStatus
-kafka_classify(KafkaSink *ks, rd_kafka_error_t *error, const char *what, char *err, size_t errlen)
+/*
+ * KafkaSinkClassify: classify and free an error object of a call on ks's
+ * producer; fill err.  NULL is KAFKA_OK.
+ */
+KafkaStatus
+KafkaSinkClassify(KafkaSink *ks, rd_kafka_error_t *error, const char *what, char *err, size_t errlen)
 {
 	KafkaStatus status;
 
@@ -300,13 +301,11 @@ kafka_classify(KafkaSink *ks, rd_kafka_error_t *error, const char *what, char *e
 }
 
 /*
- * KafkaSinkEnsureTopic: create topic unless it exists; a compacted one has
- * one partition (the checkpoint).  Other topics get the broker's default
- * partition count.
+ * KafkaSinkEnsureTopic: create topic, with the broker's default partition
+ * count, unless it exists.
  */
 KafkaStatus
-KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic, bool compacted,
-					 int timeout_ms, char *err, size_t errlen)
+KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic, int timeout_ms, char *err, size_t errlen)
 {
 	rd_kafka_NewTopic_t *nt;
 	rd_kafka_AdminOptions_t *options;
@@ -315,16 +314,9 @@ KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic, bool compacted,
 	KafkaStatus status = KAFKA_RETRY;
 	int			waited = 0;
 
-	nt = rd_kafka_NewTopic_new(topic, compacted ? 1 : -1, -1, err, errlen);
+	nt = rd_kafka_NewTopic_new(topic, -1, -1, err, errlen);
 	if (nt == NULL)
 		return KAFKA_FATAL;
-	if (compacted &&
-		rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") != RD_KAFKA_RESP_ERR_NO_ERROR)
-	{
-		rd_kafka_NewTopic_destroy(nt);
-		snprintf(err, errlen, "could not set cleanup.policy of %s", topic);
-		return KAFKA_FATAL;
-	}
 	options = rd_kafka_AdminOptions_new(ks->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
 	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, NULL, 0);
 	queue = rd_kafka_queue_new(ks->rk);
@@ -390,14 +382,14 @@ KafkaSinkInitTransactions(KafkaSink *ks, int timeout_ms, char *err, size_t errle
 {
 	CHECK_FOR_INTERRUPTS();
 	rd_kafka_poll(ks->rk, 0);
-	return kafka_classify(ks, rd_kafka_init_transactions(ks->rk, timeout_ms),
+	return KafkaSinkClassify(ks, rd_kafka_init_transactions(ks->rk, timeout_ms),
 						  "init_transactions", err, errlen);
 }
 
 KafkaStatus
 KafkaSinkBegin(KafkaSink *ks, char *err, size_t errlen)
 {
-	return kafka_classify(ks, rd_kafka_begin_transaction(ks->rk),
+	return KafkaSinkClassify(ks, rd_kafka_begin_transaction(ks->rk),
 						  "begin_transaction", err, errlen);
 }
 
@@ -461,127 +453,6 @@ KafkaStatus
 KafkaSinkCommit(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
 {
 	CHECK_FOR_INTERRUPTS();
-	return kafka_classify(ks, rd_kafka_commit_transaction(ks->rk, timeout_ms),
+	return KafkaSinkClassify(ks, rd_kafka_commit_transaction(ks->rk, timeout_ms),
 						  "commit_transaction", err, errlen);
-}
-
-/*
- * kafka_query_high_watermark: rd_kafka_query_watermark_offsets() of
- * partition 0 of topic, which blocks without looking at signals, in steps
- * with CHECK_FOR_INTERRUPTS() before each.  A step that times out adds its
- * timeout to *waited and is tried again with a longer one (up to
- * KAFKA_QUERY_STEP_MAX_MS, so that a slow broker's answer can still arrive),
- * until *waited reaches timeout_ms.
- */
-static rd_kafka_resp_err_t
-kafka_query_high_watermark(rd_kafka_t *rk, const char *topic, int64_t *lo,
-						   int64_t *hi, int timeout_ms, int *waited)
-{
-	int			step = KAFKA_STEP_MS;
-	rd_kafka_resp_err_t werr;
-
-	for (;;)
-	{
-		CHECK_FOR_INTERRUPTS();
-		werr = rd_kafka_query_watermark_offsets(rk, topic, 0, lo, hi, step);
-		if (werr != RD_KAFKA_RESP_ERR__TIMED_OUT)
-			return werr;
-		*waited += step;
-		if (*waited >= timeout_ms)
-			return werr;
-		step = Min(step * 2, KAFKA_QUERY_STEP_MAX_MS);
-	}
-}
-
-/*
- * KafkaSinkReadCheckpoint: the last committed value of key in partition 0
- * of topic, read from the beginning with isolation.level=read_committed up
- * to the end.  *found tells whether there was one.  KAFKA_RETRY if the end
- * was not reached in timeout_ms.
- */
-KafkaStatus
-KafkaSinkReadCheckpoint(const char *brokers, const char *properties,
-						const char *file_properties,
-						const char *topic, const char *key,
-						char *value, size_t valuelen, bool *found,
-						int timeout_ms, char *err, size_t errlen)
-{
-	rd_kafka_t *rk;
-	rd_kafka_topic_partition_list_t *parts;
-	KafkaStatus status = KAFKA_RETRY;
-	int			waited = 0;
-	size_t		keylen = strlen(key);
-
-	*found = false;
-	rk = KafkaSinkReader(brokers, properties, file_properties, "guid-checkpoint-reader", NULL,
-						 err, errlen);
-	if (rk == NULL)
-		return KAFKA_FATAL;
-	parts = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(parts, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-	rd_kafka_assign(rk, parts);
-	rd_kafka_topic_partition_list_destroy(parts);
-
-	snprintf(err, errlen, "reading checkpoint topic %s timed out", topic);
-	while (waited < timeout_ms)
-	{
-		rd_kafka_message_t *m;
-
-		CHECK_FOR_INTERRUPTS();
-		m = rd_kafka_consumer_poll(rk, KAFKA_STEP_MS);
-		if (m == NULL)
-		{
-			waited += KAFKA_STEP_MS;
-			continue;
-		}
-		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-		{
-			int64_t		end = m->offset;	/* the fetch position reached */
-			int64_t		lo,
-						hi;
-			rd_kafka_resp_err_t werr;
-
-			rd_kafka_message_destroy(m);
-
-			/*
-			 * read_committed stops at the last stable offset: another
-			 * publisher's open transaction on this partition would hide
-			 * newer checkpoints.  Done only once the high watermark is
-			 * reached.
-			 */
-			werr = kafka_query_high_watermark(rk, topic, &lo, &hi, timeout_ms, &waited);
-			if (werr == RD_KAFKA_RESP_ERR_NO_ERROR && end >= hi)
-			{
-				status = KAFKA_OK;
-				break;
-			}
-			if (werr != RD_KAFKA_RESP_ERR_NO_ERROR)
-				snprintf(err, errlen, "reading checkpoint topic %s: high watermark: %s",
-						 topic, rd_kafka_err2str(werr));
-			else
-				snprintf(err, errlen, "reading checkpoint topic %s: waiting for an open transaction to end (at offset %lld of %lld)",
-						 topic, (long long) end, (long long) hi);
-			waited += KAFKA_STEP_MS;
-			continue;
-		}
-		if (m->err)
-		{
-			snprintf(err, errlen, "reading checkpoint topic %s: %s", topic, rd_kafka_message_errstr(m));
-			rd_kafka_message_destroy(m);
-			waited += KAFKA_STEP_MS;
-			continue;
-		}
-		if (m->key_len == keylen && memcmp(m->key, key, keylen) == 0)
-		{
-			size_t		n = Min(m->len, valuelen - 1);
-
-			memcpy(value, m->payload, n);
-			value[n] = '\0';
-			*found = m->len > 0;	/* an empty value would be a tombstone */
-		}
-		rd_kafka_message_destroy(m);
-	}
-	rd_kafka_consumer_close(rk);
-	rd_kafka_destroy(rk);
-	return status;
 }

@@ -16,23 +16,28 @@
  *
  * Rows go into an open Kafka transaction as they arrive.  When the stream
  * has nothing more for the moment and no PostgreSQL transaction is half
- * read (or the batch is large), the worker adds a checkpoint record (key
- * the transactional.id, value the end LSN of the last PostgreSQL
- * transaction in the batch) to the compacted topic <guid.kafka_topic>_
- * checkpoints, partition 0, and commits the Kafka transaction.  Many
+ * read (or the batch is large), the worker adds the checkpoint (the end LSN
+ * of the last PostgreSQL transaction in the batch, as the metadata of an
+ * offset of the consumer group guid-ckpt-<transactional.id>, sent with
+ * send_offsets_to_transaction) and commits the Kafka transaction.  Many
  * PostgreSQL transactions may share one Kafka transaction; one PostgreSQL
  * transaction never spans two.  Only then is the slot confirmed up to that
  * LSN (a standby status update).
  *
  * Why it is exactly once
  * ----------------------
- * The rows and the checkpoint commit atomically, and consumers read with
- * isolation.level=read_committed.  The slot is only ever confirmed to a
- * position already committed to the checkpoint, so the checkpoint is never
- * behind the slot.  A new session (after any failure, or a restart) creates
- * a fresh producer, whose init_transactions fences any older producer with
- * the same transactional.id and aborts its open transaction, reads the
- * checkpoint back with read_committed, and restarts replication there:
+ * The rows and the checkpoint commit atomically (the transaction's markers
+ * go to the data partitions and to the group's offsets alike), and
+ * consumers read with isolation.level=read_committed.  The slot is only
+ * ever confirmed to a position already committed to the checkpoint, so the
+ * checkpoint is never behind the slot.  A new session (after any failure,
+ * or a restart) creates a fresh producer, whose init_transactions fences
+ * any older producer with the same transactional.id and ends its open
+ * transaction, reads the checkpoint back with a stable offset fetch (never
+ * older than a completed commit; only this transactional.id writes the
+ * group, so no other cluster's transaction can make it wait; a cluster
+ * upgraded from 1.5 reads its old record once, coordinator/
+ * publisher_kafka.c), and restarts replication there:
  * transactions whose end LSN is at or below the checkpoint (the slot may
  * replay them after a crash, its position is persisted at checkpoints) are
  * skipped.  A slot found *ahead* of the checkpoint means rows may be missing
@@ -41,7 +46,7 @@
  * retyped or null) ends the stream with an ERROR; the publisher shows it
  * (state "error"), confirms nothing past it and retries with a backoff.
  *
- * The transactional.id and the checkpoint key are
+ * The transactional.id, and so the checkpoint's group, is
  * guid-<guid.namespace>-<system identifier>-<slot>: stable across restarts
  * and node id leases, and shared by a physical copy of the cluster, which is
  * what a zombie publisher is.
@@ -52,7 +57,9 @@
  * keepalives carry its position; everything before it has been sent.  When
  * nothing is pending the worker commits a checkpoint-only Kafka transaction
  * at that position (at most every PUB_IDLE_CONFIRM_MS) and confirms it, so an
- * idle or audit-free database does not pin WAL.  With Kafka down nothing is
+ * idle or audit-free database does not pin WAL.  It does so at least every
+ * PUB_CHECKPOINT_REFRESH_MS even when WAL stands still, so that the group's
+ * offset does not expire (the brokers' offsets.retention.minutes).  With Kafka down nothing is
  * confirmed: WAL is retained, guid.status shows the lag, and a warning is
  * logged every minute.
  *
@@ -106,6 +113,10 @@
 
 /* Confirm idle WAL at most this often, ms */
 #define PUB_IDLE_CONFIRM_MS		10000
+/* Commit the checkpoint again at least this often, ms, WAL or not: a
+ * consumer-group offset not committed again for the brokers'
+ * offsets.retention.minutes (7 days by default) expires */
+#define PUB_CHECKPOINT_REFRESH_MS	(3600 * 1000)
 /* Backoff between sessions, ms */
 #define PUB_BACKOFF_MIN_MS		500
 #define PUB_BACKOFF_MAX_MS		10000
@@ -186,9 +197,9 @@ static bool
 pub_gap(PubSession *s, const char *detail)
 {
 	PubSetState("gap");
-	PubFail(WARNING, "gap: audit rows may be missing from Kafka: %s (key %s in %s); publishing stopped. "
-			"Drop the slot to start afresh from now, or restore the checkpoint topic",
-			detail, s->tid, s->ckpt_topic);
+	PubFail(WARNING, "gap: audit rows may be missing from Kafka: %s (consumer group %s); publishing stopped. "
+			"Drop the slot to start afresh from now, or restore the checkpoint",
+			detail, s->ckpt_group);
 	return false;
 }
 
@@ -214,8 +225,8 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 	if (found && !PubCheckpointParse(ckpt, &c))
 	{
 		PubSetState("gap");
-		PubFail(WARNING, "checkpoint \"%s\" in topic %s is not an LSN; publishing stopped",
-				ckpt, s->ckpt_topic);
+		PubFail(WARNING, "checkpoint \"%s\" of consumer group %s is not an LSN; publishing stopped",
+				ckpt, s->ckpt_group);
 		return false;
 	}
 	init = found && c.init;
@@ -224,9 +235,9 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 	if (other_tli && !PubTimelineSwitch(s, c.tli, &switchpoint))
 	{
 		PubSetState("gap");
-		PubFail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is on timeline %u, which is not in this server's history (timeline %u): "
+		PubFail(WARNING, "the Kafka checkpoint %X/%X (consumer group %s) is on timeline %u, which is not in this server's history (timeline %u): "
 				"it was written by another cluster with the same system identifier (a promoted standby?); publishing stopped",
-				LSN_FORMAT_ARGS(c.lsn), s->tid, s->ckpt_topic, c.tli, s->tli);
+				LSN_FORMAT_ARGS(c.lsn), s->ckpt_group, c.tli, s->tli);
 		return false;
 	}
 
@@ -273,9 +284,9 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 	if (c.lsn > GetFlushRecPtr(NULL))
 	{
 		PubSetState("gap");
-		PubFail(WARNING, "the Kafka checkpoint %X/%X (key %s in %s) is ahead of this server's WAL (%X/%X): "
+		PubFail(WARNING, "the Kafka checkpoint %X/%X (consumer group %s) is ahead of this server's WAL (%X/%X): "
 				"it was written by another cluster with the same system identifier, or before a restore; publishing stopped",
-				LSN_FORMAT_ARGS(c.lsn), s->tid, s->ckpt_topic, LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)));
+				LSN_FORMAT_ARGS(c.lsn), s->ckpt_group, LSN_FORMAT_ARGS(GetFlushRecPtr(NULL)));
 		return false;
 	}
 	s->checkpoint = c.lsn;
@@ -293,7 +304,6 @@ pub_session(PubSession *s)
 	char		ckpt[GUID_CHECKPOINT_MAX];
 	bool		found = false;
 	bool		streamed = false;
-	KafkaStatus st;
 	char	   *file_properties = NULL;
 
 	PubSetState("connecting to Kafka");
@@ -322,18 +332,8 @@ pub_session(PubSession *s)
 		return false;
 
 	PubSetState("reading checkpoint");
-	while ((st = KafkaSinkReadCheckpoint(guid_kafka_brokers, guid_kafka_properties, file_properties,
-										 s->ckpt_topic, s->tid, ckpt, sizeof(ckpt),
-										 &found, 10000, err, sizeof(err))) == KAFKA_RETRY)
-	{
-		PubFail(LOG, "%s", err);
-		PubWarnLag(s);
-	}
-	if (st != KAFKA_OK)
-	{
-		PubFail(LOG, "%s", err);
+	if (!PubReadCheckpoint(s, file_properties, ckpt, sizeof(ckpt), &found))
 		return false;
-	}
 
 	PubSetState("connecting to PostgreSQL");
 	s->tli = GetWALInsertionTimeLine();
@@ -342,7 +342,7 @@ pub_session(PubSession *s)
 
 	if (!ReplStart(s))
 		return false;
-	s->last_idle_confirm = GetCurrentTimestamp();
+	s->last_idle_confirm = s->last_commit = GetCurrentTimestamp();
 	PubSetState("streaming");
 	PubClearError();
 	ereport(LOG,
@@ -372,12 +372,14 @@ pub_session(PubSession *s)
 		if (!s->kafka_open && !s->in_xact)
 		{
 			PubCaughtUp(now);
-			PubMarkMaybe(s);
-			if (s->server_end > s->checkpoint &&
-				TimestampDifferenceExceeds(s->last_idle_confirm, now, PUB_IDLE_CONFIRM_MS))
+			if (!PubMarkMaybe(s))
+				return streamed;
+			if ((s->server_end > s->checkpoint &&
+				 TimestampDifferenceExceeds(s->last_idle_confirm, now, PUB_IDLE_CONFIRM_MS)) ||
+				TimestampDifferenceExceeds(s->last_commit, now, PUB_CHECKPOINT_REFRESH_MS))
 			{
 				s->last_idle_confirm = now;
-				if (!PubConfirmIdle(s, s->server_end))
+				if (!PubConfirmIdle(s, Max(s->server_end, s->checkpoint)))
 					return streamed;
 			}
 		}
@@ -416,6 +418,7 @@ GuidPublisherMain(Datum main_arg)
 
 		snprintf(s->tid, sizeof(s->tid), "guid-%s-" UINT64_FORMAT "-%s",
 				 GuidNamespace(), GetSystemIdentifier(), guid_slot_name);
+		snprintf(s->ckpt_group, sizeof(s->ckpt_group), GUID_CHECKPOINT_GROUP_PREFIX "%s", s->tid);
 		if (snprintf(s->ckpt_topic, sizeof(s->ckpt_topic), "%s" GUID_CHECKPOINT_SUFFIX,
 					 guid_kafka_topic) >= (int) sizeof(s->ckpt_topic))
 			elog(ERROR, "checkpoint topic name of \"%s\" is too long", guid_kafka_topic);

@@ -203,9 +203,12 @@ PubCheckpointFormat(PubSession *s, XLogRecPtr end_lsn, bool recovering, char *bu
 /*
  * PubMarkMaybe: every PUB_MARK_MS, take a point (data topic ends, next xid)
  * and, unless one is pending, a pending mark (see the file header).  A
- * failure to read the ends only skips this mark.
+ * failure to read the ends only skips this mark.  Returns false after
+ * reporting that the data topic has more partitions than a checkpoint
+ * records (some were added since the session began): the session ends, and
+ * the next one refuses the topic.
  */
-void
+bool
 PubMarkMaybe(PubSession *s)
 {
 	TimestampTz now = GetCurrentTimestamp();
@@ -214,24 +217,32 @@ PubMarkMaybe(PubSession *s)
 	TransactionId xmin;
 	XLogRecPtr	at;
 	int			i;
+	KafkaStatus st;
 
 	if (!TimestampDifferenceExceeds(s->last_mark, now, PUB_MARK_MS))
-		return;
+		return true;
 	s->last_mark = now;
 	if (s->points == NULL)
 		s->points = palloc0(sizeof(PubMarkPoint) * PUB_MARK_HISTORY);
 	pt = &s->points[s->npoints % PUB_MARK_HISTORY];
-	if (KafkaTopicEnds(s->ks, guid_kafka_topic, pt->offsets, PUB_MARK_PARTS, &pt->nparts,
-					   PUB_MARK_TIMEOUT_MS, err, sizeof(err)) != KAFKA_OK)
+	st = KafkaTopicEnds(s->ks, guid_kafka_topic, pt->offsets, PUB_MARK_PARTS, &pt->nparts,
+						PUB_MARK_TIMEOUT_MS, err, sizeof(err));
+	if (st == KAFKA_FATAL)
+	{
+		PubSetState("error");
+		PubFail(WARNING, "%s", err);
+		return false;
+	}
+	if (st != KAFKA_OK)
 	{
 		ereport(DEBUG1, (errmsg_internal("guid publisher: no mark: %s", err)));
-		return;
+		return true;
 	}
 	/* in this order: ends, next xid, oldest running, insert position */
 	pt->next_xid = XidFromFullTransactionId(ReadNextFullTransactionId());
 	s->npoints++;
 	if (s->pending.valid)
-		return;
+		return true;
 	xmin = GetOldestActiveTransactionId();
 	at = GetXLogInsertRecPtr();
 	for (i = 0; i < Min(s->npoints, PUB_MARK_HISTORY); i++)
@@ -246,9 +257,10 @@ PubMarkMaybe(PubSession *s)
 			s->pending.at = at;
 			s->pending.nparts = q->nparts;
 			memcpy(s->pending.offsets, q->offsets, sizeof(int64) * q->nparts);
-			return;
+			return true;
 		}
 	}
+	return true;
 }
 
 /* ----------

@@ -7,7 +7,8 @@
  *
  *		publisher.c				the worker: sessions, backoff, fencing
  *		publisher_kafka.c		the Kafka transaction: rows, checkpoint,
- *								commit, then confirm
+ *								commit, then confirm; reading the
+ *								checkpoint back
  *		repl_client.c			the replication connection and its protocol
  *		publisher_status.c		every write of guid.status's figures
  *		publisher_settings.c	settings, worker registration, slot lookups
@@ -36,8 +37,9 @@
 /* Repeat an unchanged error or the retained-WAL warning this often, ms */
 #define PUB_WARN_MS				60000
 
-/* A mark records at most this many partitions of the data topic. */
-#define PUB_MARK_PARTS			256
+/* A mark records at most this many partitions of the data topic; a data
+ * topic with more is refused (they would not fit in a checkpoint). */
+#define PUB_MARK_PARTS			GUID_CHECKPOINT_MAX_PARTS
 /* Marks are taken at most this often, ms, and this many are kept. */
 #define PUB_MARK_MS				10000
 #define PUB_MARK_HISTORY		16
@@ -87,8 +89,12 @@ typedef struct PubSession
 	KafkaSink  *ks;
 	PGconn	   *conn;
 	bool		copying;		/* START_REPLICATION is running on conn */
-	char		tid[NAMEDATALEN * 3];	/* transactional.id = checkpoint key */
-	char		ckpt_topic[GUID_KAFKA_TOPIC_MAX + 1];
+	char		tid[NAMEDATALEN * 3];	/* transactional.id */
+	char		ckpt_group[NAMEDATALEN * 3 + 16];	/* the checkpoint's
+													 * consumer group */
+	char		ckpt_topic[GUID_KAFKA_TOPIC_MAX + 1];	/* before 1.6 */
+	bool		legacy_ckpt;	/* the checkpoint came from ckpt_topic: the
+								 * next commit deletes that record */
 	XLogRecPtr	checkpoint;		/* last end LSN committed to Kafka */
 	XLogRecPtr	confirmed;		/* last LSN sent as flushed */
 	XLogRecPtr	server_end;		/* walsender position from keepalives */
@@ -102,6 +108,7 @@ typedef struct PubSession
 	uint64		batch_xacts;
 	TimestampTz last_status;
 	TimestampTz last_idle_confirm;
+	TimestampTz last_commit;	/* of a checkpoint, by this session */
 	bool		reply_wanted;
 	/* failover (coordinator/publisher_failover.c) */
 	TimeLineID	tli;			/* this server's timeline */
@@ -130,6 +137,8 @@ extern void PubWarnLag(PubSession *s);
 
 /* coordinator/publisher_kafka.c: the session's Kafka transactions */
 extern bool PubKafkaStart(PubSession *s);
+extern bool PubReadCheckpoint(PubSession *s, const char *file_properties,
+							  char *value, size_t len, bool *found);
 extern bool PubCommitInitCheckpoint(PubSession *s);
 extern bool PubCommitCheckpointValue(PubSession *s, const char *value);
 extern bool PubCommit(PubSession *s, XLogRecPtr end_lsn);
@@ -143,7 +152,7 @@ extern void PubOnCommit(PubSession *s, XLogRecPtr end_lsn);
 extern bool PubCheckpointParse(const char *value, PubCheckpoint *c);
 extern void PubCheckpointFormat(PubSession *s, XLogRecPtr end_lsn, bool recovering,
 								char *buf, size_t len);
-extern void PubMarkMaybe(PubSession *s);
+extern bool PubMarkMaybe(PubSession *s);
 extern bool PubFailoverRecover(PubSession *s, const PubCheckpoint *c, bool drop_slot);
 extern bool PubTimelineSwitch(PubSession *s, TimeLineID tli, XLogRecPtr *switchpoint);
 

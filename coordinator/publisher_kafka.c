@@ -2,15 +2,17 @@
  *
  * publisher_kafka.c
  *		The publisher's Kafka transactions: the rows of whole PostgreSQL
- *		transactions into an open Kafka transaction, the checkpoint record,
- *		the commit, and only then the confirmation to the slot.
+ *		transactions into an open Kafka transaction, the checkpoint, the
+ *		commit, and only then the confirmation to the slot; and reading the
+ *		checkpoint back at the start of a session.
  *
  * This is where the exactly-once order is kept (coordinator/publisher.c
  * explains why it suffices): a PostgreSQL transaction whose end LSN is at
  * or below the checkpoint is skipped, never published twice; one
  * PostgreSQL transaction never spans two Kafka transactions; the
- * checkpoint record (key the transactional.id, value the end LSN of the
- * last whole transaction) commits atomically with the rows; and
+ * checkpoint (the end LSN of the last whole transaction, as the metadata of
+ * the offset of the session's checkpoint group, sent to the transaction
+ * with send_offsets_to_transaction) commits atomically with the rows; and
  * s->checkpoint, the position the slot is confirmed to, moves only after
  * that commit succeeded.
  *
@@ -39,12 +41,15 @@
 
 /*
  * pub_retry: repeat a librdkafka step while it is retriable, keeping the
- * replication connection alive.  Returns the final status.
+ * replication connection alive.  Returns the final status.  A step whose
+ * fatal failure is a setup the publisher refuses (refuse: a data topic or a
+ * checkpoint it cannot keep, not a fenced producer) leaves the state
+ * "error" and is logged as a WARNING.
  */
 typedef KafkaStatus (*PubStep) (PubSession *s, char *err, size_t errlen);
 
 static KafkaStatus
-pub_retry(PubSession *s, PubStep step, const char *what)
+pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 {
 	char		err[GUID_ERROR_LEN];
 	KafkaStatus st;
@@ -65,7 +70,12 @@ pub_retry(PubSession *s, PubStep step, const char *what)
 			return KAFKA_FATAL;
 		PubProcessInterrupts();
 	}
-	if (st != KAFKA_OK)
+	if (st == KAFKA_FATAL && refuse && !KafkaSinkFenced(s->ks))
+	{
+		PubSetState("error");
+		PubFail(WARNING, "%s", err);
+	}
+	else if (st != KAFKA_OK)
 		PubFail(LOG, "%s", err);
 	return st;
 }
@@ -82,14 +92,64 @@ pub_step_commit(PubSession *s, char *err, size_t errlen)
 	return KafkaSinkCommit(s->ks, PUB_STEP_MS, err, errlen);
 }
 
+/*
+ * pub_step_topics: create the data topic unless it exists, and refuse one
+ * with more partitions than a checkpoint's mark records.  No checkpoint
+ * topic is made (1.6).
+ */
 static KafkaStatus
 pub_step_topics(PubSession *s, char *err, size_t errlen)
 {
-	KafkaStatus st = KafkaSinkEnsureTopic(s->ks, guid_kafka_topic, false, 5000, err, errlen);
+	KafkaStatus st = KafkaSinkEnsureTopic(s->ks, guid_kafka_topic, 5000, err, errlen);
+	int			n;
 
-	if (st == KAFKA_OK)
-		st = KafkaSinkEnsureTopic(s->ks, s->ckpt_topic, true, 5000, err, errlen);
-	return st;
+	if (st != KAFKA_OK)
+		return st;
+	n = KafkaTopicPartitions(s->ks, guid_kafka_topic, 5000, err, errlen);
+	if (n < 0)
+		return KAFKA_RETRY;
+	if (n > PUB_MARK_PARTS)
+	{
+		snprintf(err, errlen, "topic %s has %d partitions, more than the %d a checkpoint can record "
+				 "(it is the metadata of a consumer-group offset, at most offset.metadata.max.bytes = %d bytes)",
+				 guid_kafka_topic, n, PUB_MARK_PARTS, KAFKA_OFFSET_METADATA_MAX);
+		return KAFKA_FATAL;
+	}
+	return KAFKA_OK;
+}
+
+static bool pub_produce(PubSession *s, const char *topic, int32 partition,
+						const char *key, size_t keylen, const char *value, size_t len,
+						const char *lsn);
+
+/* The value pub_step_checkpoint sends (a step gets only the session). */
+static const char *pub_checkpoint_value;
+
+static KafkaStatus
+pub_step_checkpoint(PubSession *s, char *err, size_t errlen)
+{
+	/* the offset itself means nothing; partition 0's from the mark keeps
+	 * consumer-lag tools showing a small lag for the group */
+	return KafkaSinkSendCheckpoint(s->ks, s->ckpt_group, guid_kafka_topic,
+								   s->mark.valid && s->mark.nparts > 0 ? s->mark.offsets[0] : 0,
+								   pub_checkpoint_value, PUB_STEP_MS * 5, err, errlen);
+}
+
+/*
+ * pub_send_checkpoint: the checkpoint value into the open transaction.  The
+ * first commit after the upgrade read also deletes the old record (a
+ * tombstone for the key in <topic>_checkpoints), in the same transaction:
+ * once the group holds the checkpoint, the stale record must never be read
+ * again, also when the group's offset is lost later (deleted, expired).
+ */
+static bool
+pub_send_checkpoint(PubSession *s, const char *value)
+{
+	if (s->legacy_ckpt &&
+		!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid), NULL, 0, NULL))
+		return false;
+	pub_checkpoint_value = value;
+	return pub_retry(s, pub_step_checkpoint, "checkpoint", true) == KAFKA_OK;
 }
 
 /* Produce one message, waiting while librdkafka's queue is full. */
@@ -157,18 +217,20 @@ PubCommit(PubSession *s, XLogRecPtr end_lsn)
 	double		ms;
 
 	PubCheckpointFormat(s, end_lsn, false, value, sizeof(value));
-	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid), value, strlen(value), NULL))
+	if (!pub_send_checkpoint(s, value))
 		return false;
 
 	pub_pause(s, "before_commit");
 	start = GetCurrentTimestamp();
-	if (pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
+	if (pub_retry(s, pub_step_commit, "commit", false) != KAFKA_OK)
 		return false;
 	now = GetCurrentTimestamp();
 	ms = (double) (now - start) / 1000.0;
 
 	s->kafka_open = false;
+	s->legacy_ckpt = false;
 	s->checkpoint = end_lsn;
+	s->last_commit = now;
 	PubPublished(s->batch_rows, s->batch_xacts, end_lsn, now, ms);
 	s->batch_rows = s->batch_xacts = 0;
 	PubClearError();
@@ -205,8 +267,8 @@ PubConfirmIdle(PubSession *s, XLogRecPtr end_lsn)
 bool
 PubKafkaStart(PubSession *s)
 {
-	return pub_retry(s, pub_step_init, "init_transactions") == KAFKA_OK &&
-		pub_retry(s, pub_step_topics, "creating topics") == KAFKA_OK;
+	return pub_retry(s, pub_step_init, "init_transactions", false) == KAFKA_OK &&
+		pub_retry(s, pub_step_topics, "creating topics", true) == KAFKA_OK;
 }
 
 /*
@@ -237,11 +299,65 @@ PubCommitCheckpointValue(PubSession *s, const char *value)
 		return false;
 	}
 	s->kafka_open = true;
-	if (!pub_produce(s, s->ckpt_topic, 0, s->tid, strlen(s->tid),
-					 value, strlen(value), NULL) ||
-		pub_retry(s, pub_step_commit, "commit") != KAFKA_OK)
+	if (!pub_send_checkpoint(s, value) ||
+		pub_retry(s, pub_step_commit, "commit", false) != KAFKA_OK)
 		return false;
 	s->kafka_open = false;
+	s->legacy_ckpt = false;
+	s->last_commit = GetCurrentTimestamp();
+	return true;
+}
+
+/*
+ * PubReadCheckpoint: the checkpoint of this session's slot, after
+ * PubKafkaStart: the committed offset of its checkpoint group (one stable
+ * offset fetch, which waits for no other cluster); if the group has none,
+ * the record a release before 1.6 left in <topic>_checkpoints, once (the
+ * next commit writes the group's).  *found is false if neither holds one.
+ * Returns false after reporting a failure.
+ */
+bool
+PubReadCheckpoint(PubSession *s, const char *file_properties, char *value, size_t len,
+				  bool *found)
+{
+	char		err[GUID_ERROR_LEN];
+	KafkaStatus st;
+
+	while ((st = KafkaSinkReadGroupCheckpoint(guid_kafka_brokers, guid_kafka_properties,
+											  file_properties, s->ckpt_group, guid_kafka_topic,
+											  value, len, found, 5000, err, sizeof(err))) == KAFKA_RETRY)
+	{
+		PubFail(LOG, "%s", err);
+		PubWarnLag(s);
+		PubWait(NULL, 100);
+	}
+	if (st != KAFKA_OK)
+	{
+		PubFail(LOG, "%s", err);
+		return false;
+	}
+	if (*found)
+		return true;
+
+	while ((st = KafkaSinkReadCheckpoint(guid_kafka_brokers, guid_kafka_properties, file_properties,
+										 s->ckpt_topic, s->tid, value, len,
+										 found, 10000, err, sizeof(err))) == KAFKA_RETRY)
+	{
+		PubFail(LOG, "%s", err);
+		PubWarnLag(s);
+	}
+	if (st != KAFKA_OK)
+	{
+		PubFail(LOG, "%s", err);
+		return false;
+	}
+	if (*found)
+	{
+		s->legacy_ckpt = true;
+		ereport(LOG,
+				(errmsg("guid publisher: checkpoint \"%s\" read from topic %s, as releases before 1.6 wrote it; from the next commit on it is the offset metadata of consumer group %s",
+						value, s->ckpt_topic, s->ckpt_group)));
+	}
 	return true;
 }
 

@@ -39,7 +39,8 @@ char	   *guid_publisher_test_pause = NULL;
 
 /*
  * A Kafka topic name, as Kafka checks it: 1 to 249 of [a-zA-Z0-9._-], not
- * "." or "..", and room for the checkpoint topic's suffix.
+ * "." or "..", and room for the suffix of the checkpoint topic of releases
+ * before 1.6, which an upgrade reads.
  */
 static bool
 pub_check_topic(char **newval, void **extra, GucSource source)
@@ -49,7 +50,7 @@ pub_check_topic(char **newval, void **extra, GucSource source)
 
 	if (len == 0 || len > GUID_KAFKA_TOPIC_MAX - strlen(GUID_CHECKPOINT_SUFFIX))
 	{
-		GUC_check_errdetail("A topic name has 1 to %d characters here: Kafka allows %d, and \"%s\" is appended for the checkpoint topic.",
+		GUC_check_errdetail("A topic name has 1 to %d characters here: Kafka allows %d, and \"%s\" is appended for the checkpoint topic of releases before 1.6, which an upgrade reads.",
 							(int) (GUID_KAFKA_TOPIC_MAX - strlen(GUID_CHECKPOINT_SUFFIX)),
 							GUID_KAFKA_TOPIC_MAX, GUID_CHECKPOINT_SUFFIX);
 		return false;

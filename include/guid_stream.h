@@ -18,13 +18,22 @@
  * Both sides use the functions below, so that this header alone defines the
  * format: change it here, and both follow.
  *
- * The rows go to the topic guid.kafka_topic; the checkpoint, key the
- * publisher's transactional.id and value the end LSN ("%X/%X") of the last
- * transaction in Kafka, or "init" before the first, to
- * <guid.kafka_topic>_checkpoints.  Since 1.5 the LSN is followed by what a
- * failover needs (coordinator/publisher_failover.c): " tli=N" (its
- * timeline), " xmin=N off=o0,o1,..." (a mark) and " recovering"; older
- * values are a bare LSN, and older publishers read only the LSN.
+ * The rows go to the topic guid.kafka_topic.  The checkpoint, the end LSN
+ * ("%X/%X") of the last transaction in Kafka, or "init" before the first,
+ * is the metadata of the offset the publisher commits, inside each Kafka
+ * transaction, for partition 0 of that topic in the consumer group
+ * GUID_CHECKPOINT_GROUP_PREFIX<transactional.id> (coordinator/publisher.c
+ * says why).  Since 1.5 the LSN is followed by what a failover needs
+ * (coordinator/publisher_failover.c): " tli=N" (its timeline),
+ * " xmin=N off=o0,o1,..." (a mark) and " recovering"; older values are a
+ * bare LSN.  Releases before 1.6 wrote it as a record (key the
+ * transactional.id) in partition 0 of the compacted topic
+ * <guid.kafka_topic>_checkpoints, which 1.6 reads once, on upgrade.
+ *
+ * A consumer-group offset's metadata holds at most offset.metadata.max.bytes
+ * (4096 by default): GUID_CHECKPOINT_MAX_PARTS is how many partitions of the
+ * data topic a mark can record within that whatever their offsets (20
+ * characters each, after at most 80 for the rest).
  *
  * Nothing here calls into PostgreSQL beyond pqformat's StringInfo writers:
  * a backend (the walsender running the plugin) and the publisher worker
@@ -41,13 +50,19 @@
 #include "libpq/pqformat.h"
 #include "port/pg_bswap.h"
 
-/* Kafka's longest topic name, and what the checkpoint topic appends. */
+/* Kafka's longest topic name, and what the checkpoint topic of releases
+ * before 1.6 appends. */
 #define GUID_KAFKA_TOPIC_MAX	249
 #define GUID_CHECKPOINT_SUFFIX	"_checkpoints"
+/* The checkpoint's consumer group: this, then the transactional.id. */
+#define GUID_CHECKPOINT_GROUP_PREFIX	"guid-ckpt-"
 /* The checkpoint written before the slot exists (nothing published yet). */
 #define GUID_CHECKPOINT_INIT	"init"
-/* The longest checkpoint value ("%X/%X tli=N xmin=N off=o,o,..."). */
-#define GUID_CHECKPOINT_MAX		8192
+/* A checkpoint value ("%X/%X tli=N xmin=N off=o,o,...") and its NUL: the
+ * brokers' default offset.metadata.max.bytes, plus one. */
+#define GUID_CHECKPOINT_MAX		4097
+/* The most data topic partitions a checkpoint's mark records. */
+#define GUID_CHECKPOINT_MAX_PARTS	200
 
 /* Message types */
 #define GUID_STREAM_BEGIN		'B'

@@ -24,6 +24,12 @@ typedef enum KafkaStatus
 
 typedef struct KafkaSink KafkaSink;
 
+/*
+ * The longest offset metadata a broker accepts by default
+ * (offset.metadata.max.bytes): the checkpoint's limit.
+ */
+#define KAFKA_OFFSET_METADATA_MAX	4096
+
 extern const char *KafkaStatusName(KafkaStatus status);
 extern KafkaSink *KafkaSinkCreate(const char *brokers, const char *properties,
 								  const char *file_properties,
@@ -34,8 +40,7 @@ extern void KafkaSinkPoll(KafkaSink *ks);
 extern const char *KafkaSinkLastError(KafkaSink *ks);
 extern bool KafkaSinkFenced(KafkaSink *ks);
 extern KafkaStatus KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic,
-										bool compacted, int timeout_ms,
-										char *err, size_t errlen);
+										int timeout_ms, char *err, size_t errlen);
 extern KafkaStatus KafkaSinkInitTransactions(KafkaSink *ks, int timeout_ms,
 											 char *err, size_t errlen);
 extern KafkaStatus KafkaSinkBegin(KafkaSink *ks, char *err, size_t errlen);
@@ -47,6 +52,23 @@ extern KafkaStatus KafkaSinkProduce(KafkaSink *ks, const char *topic,
 									char *err, size_t errlen);
 extern KafkaStatus KafkaSinkCommit(KafkaSink *ks, int timeout_ms,
 								   char *err, size_t errlen);
+struct rd_kafka_error_s;
+extern KafkaStatus KafkaSinkClassify(KafkaSink *ks, struct rd_kafka_error_s *error,
+									 const char *what, char *err, size_t errlen);
+
+/* coordinator/kafka_checkpoint.c: the checkpoint */
+extern KafkaStatus KafkaSinkSendCheckpoint(KafkaSink *ks, const char *group,
+										   const char *topic, int64 offset,
+										   const char *value, int timeout_ms,
+										   char *err, size_t errlen);
+extern KafkaStatus KafkaSinkReadGroupCheckpoint(const char *brokers,
+												const char *properties,
+												const char *file_properties,
+												const char *group, const char *topic,
+												char *value, size_t valuelen,
+												bool *found, int timeout_ms,
+												char *err, size_t errlen);
+/* The checkpoint topic of releases before 1.6, read once on upgrade */
 extern KafkaStatus KafkaSinkReadCheckpoint(const char *brokers,
 										   const char *properties,
 										   const char *file_properties,
@@ -64,6 +86,8 @@ extern struct rd_kafka_s *KafkaSinkHandle(KafkaSink *ks);
 
 /* coordinator/kafka_readback.c: reading the data topic back (failover) */
 typedef void (*KafkaReadbackCallback) (void *arg, const char *value, size_t len);
+extern int	KafkaTopicPartitions(KafkaSink *ks, const char *topic, int timeout_ms,
+								 char *err, size_t errlen);
 extern KafkaStatus KafkaTopicEnds(KafkaSink *ks, const char *topic,
 								  int64 *ends, int maxparts, int *nparts,
 								  int timeout_ms, char *err, size_t errlen);

@@ -29,15 +29,14 @@ sub streaming
 		  . $node->safe_psql('postgres', 'SELECT publisher_state, publisher_error FROM guid.status'));
 }
 
+# The checkpoint's consumer group.
+my $group = checkpoint_group($node);
+
 # The xid of the mark in the latest checkpoint (0 if none).
 sub checkpoint_mark
 {
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'kcat', '-C', '-b', $brokers, '-t', "${topic}_checkpoints",
-		'-X', 'isolation.level=read_committed', '-o', 'beginning', '-e', '-q', '-f', '%s\n' ],
-		'>', \$out, '2>', \$err);
-	my @x = $out =~ /xmin=(\d+)/g;
-	return @x ? $x[-1] : 0;
+	my ($x) = (group_checkpoint($brokers, $group, $topic, 1) // '') =~ /xmin=(\d+)/;
+	return $x // 0;
 }
 
 # Poll until a checkpoint carries a mark from xid $min on.

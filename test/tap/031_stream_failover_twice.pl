@@ -28,14 +28,13 @@ sub streaming
 		  . $node->safe_psql('postgres', 'SELECT publisher_state, publisher_error FROM guid.status'));
 }
 
+# The checkpoint's consumer group (the cluster's, its standbys' too).
+my $group;
+
 sub checkpoint_mark
 {
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'kcat', '-C', '-b', $brokers, '-t', "${topic}_checkpoints",
-		'-X', 'isolation.level=read_committed', '-o', 'beginning', '-e', '-q', '-f', '%s\n' ],
-		'>', \$out, '2>', \$err);
-	my @x = $out =~ /xmin=(\d+)/g;
-	return @x ? $x[-1] : 0;
+	my ($x) = (group_checkpoint($brokers, $group, $topic, 1) // '') =~ /xmin=(\d+)/;
+	return $x // 0;
 }
 
 sub rows
@@ -51,6 +50,7 @@ sub rows
 
 my $a = guid_node('twice_a', node_id => 31, conf => kafka_conf($brokers, $topic));
 streaming($a);
+$group = checkpoint_group($a);
 rows($a, 'a1', 50);
 my $b = stream_standby($a, 'twice_b', 'twice_b');
 my $c = stream_standby($b, 'twice_c', 'twice_c');

@@ -21,7 +21,7 @@ our @EXPORT = qw(guid_node set_fake_time start_faked zk_conf zookeeper_start
   zookeeper_stop zookeeper_signal zk_ephemerals wait_for_lease
   kafka_conf kafka_read kafka_guids wait_published publisher_pid kafka_start kafka_stop
   kafka_resume zk_proxy_start zk_proxy_mode zk_proxy_events zk_proxy_stop zk_get
-  kafka_admin kafka_produce stream_messages
+  kafka_admin kafka_produce stream_messages checkpoint_group group_checkpoint
   redis_start redis_stop redis_cli redis_pid set_guid_redis accept_queue
   system_identifier wait_published_by
   stream_standby failover_figures consume_all
@@ -453,6 +453,35 @@ sub kafka_admin
 	my ($out, $err) = ('', '');
 	IPC::Run::run([ $bin, $brokers, @args ], '>', \$out, '2>', \$err)
 	  or die "kafka_admin @args: $err";
+}
+
+# checkpoint_group($node): the consumer group whose offset metadata holds
+# $node's publisher checkpoint (guid-ckpt-<transactional.id>).
+sub checkpoint_group
+{
+	my $node = shift;
+	my ($ns, $slot) = split /\|/, $node->safe_psql('postgres',
+		"SELECT current_setting('guid.namespace') || '|' || current_setting('guid.slot_name')");
+	return "guid-ckpt-guid-$ns-" . system_identifier($node) . "-$slot";
+}
+
+# group_checkpoint($brokers, $group, $topic, $latest): the checkpoint
+# committed for $group (the metadata of its stable offset for $topic [0]),
+# or undef when it has none.  With $latest, the last committed one without
+# waiting for an open transaction that sent newer offsets.
+sub group_checkpoint
+{
+	my ($brokers, $group, $topic, $latest) = @_;
+	my $bin = "$PostgreSQL::Test::Utils::tmp_check/kafka_admin";
+	PostgreSQL::Test::Utils::system_or_bail('cc', '-o', $bin, "$FindBin::RealBin/kafka_admin.c", '-lrdkafka')
+	  unless -x $bin;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $bin, $brokers, 'group-offset', $group, $topic, $latest ? ('latest') : () ],
+		'>', \$out, '2>', \$err)
+	  or die "kafka_admin group-offset $group: $err";
+	chomp $out;
+	my ($offset, $metadata) = split /\t/, $out, 2;
+	return $offset >= 0 ? $metadata : undef;
 }
 
 # kafka_produce($brokers, $topic, $partition, @messages): each message

@@ -9,6 +9,16 @@
  *	kafka_admin BROKERS delete-records TOPIC PARTITION OFFSET
  *												delete the records before
  *												OFFSET, as retention does
+ *	kafka_admin BROKERS group-offset GROUP TOPIC [latest]
+ *												print the stable committed
+ *												offset of GROUP for
+ *												TOPIC [0] and its metadata
+ *												("OFFSET<tab>METADATA";
+ *												offset -1001: none); with
+ *												"latest", the last committed
+ *												one, even while a transaction
+ *												with newer offsets is open
+ *	kafka_admin BROKERS delete-group GROUP		delete a consumer group
  *
  * Exits 0 when the broker said yes, 1 with the reason on stderr otherwise.
  */
@@ -139,11 +149,96 @@ main(int argc, char **argv)
 		rd_kafka_DeleteRecords_destroy(dr);
 		rd_kafka_topic_partition_list_destroy(before);
 	}
+	else if (strcmp(cmd, "group-offset") == 0 && (argc == 5 || (argc == 6 && strcmp(argv[5], "latest") == 0)))
+	{
+		rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_ListConsumerGroupOffsets_t *req;
+		rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+
+		rd_kafka_topic_partition_list_add(parts, argv[4], 0);
+		req = rd_kafka_ListConsumerGroupOffsets_new(topic, parts);
+		rd_kafka_topic_partition_list_destroy(parts);
+		if (argc == 5)
+			rd_kafka_error_destroy(rd_kafka_AdminOptions_set_require_stable_offsets(options, 1));
+		/* a transaction of the group's producer may be completing */
+		for (tries = 0; tries < 300; tries++)
+		{
+			rd_kafka_event_t *ev;
+			const rd_kafka_group_result_t **groups;
+			const rd_kafka_topic_partition_list_t *got;
+			size_t		n = 0;
+
+			rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, options, queue);
+			ev = rd_kafka_queue_poll(queue, 60000);
+			if (ev == NULL)
+			{
+				snprintf(err, sizeof(err), "timed out");
+				break;
+			}
+			code = rd_kafka_event_error(ev);
+			if (code)
+				snprintf(err, sizeof(err), "%s", rd_kafka_event_error_string(ev));
+			else
+			{
+				groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
+					rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+				got = n == 1 ? rd_kafka_group_result_partitions(groups[0]) : NULL;
+				if (got == NULL || got->cnt != 1)
+				{
+					code = -1;
+					snprintf(err, sizeof(err), "no answer");
+				}
+				else if ((code = got->elems[0].err) != 0)
+					snprintf(err, sizeof(err), "%s", rd_kafka_err2str(code));
+				else
+					printf("%lld\t%.*s\n", (long long) got->elems[0].offset,
+						   (int) got->elems[0].metadata_size, (const char *) got->elems[0].metadata);
+			}
+			rd_kafka_event_destroy(ev);
+			if (code != RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT)
+				break;
+			usleep(100000);
+		}
+		rd_kafka_AdminOptions_destroy(options);
+		rd_kafka_ListConsumerGroupOffsets_destroy(req);
+	}
+	else if (strcmp(cmd, "delete-group") == 0 && argc == 4)
+	{
+		rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(topic);
+		rd_kafka_event_t *ev;
+
+		rd_kafka_DeleteGroups(rk, &dg, 1, NULL, queue);
+		ev = rd_kafka_queue_poll(queue, 60000);
+		if (ev == NULL)
+			snprintf(err, sizeof(err), "timed out");
+		else
+		{
+			const rd_kafka_group_result_t **groups;
+			size_t		n = 0;
+
+			code = rd_kafka_event_error(ev);
+			if (code)
+				snprintf(err, sizeof(err), "%s", rd_kafka_event_error_string(ev));
+			else
+			{
+				groups = rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(ev), &n);
+				if (n == 1 && rd_kafka_group_result_error(groups[0]))
+				{
+					code = rd_kafka_error_code(rd_kafka_group_result_error(groups[0]));
+					snprintf(err, sizeof(err), "%s", rd_kafka_error_string(rd_kafka_group_result_error(groups[0])));
+				}
+			}
+			rd_kafka_event_destroy(ev);
+		}
+		rd_kafka_DeleteGroup_destroy(dg);
+	}
 	else
 	{
 		fprintf(stderr, "kafka_admin: bad arguments\n");
 		return 2;
 	}
+	if (code == -1 && err[0] == '\0')
+		snprintf(err, sizeof(err), "failed");
 	if (code != 0)
 		fprintf(stderr, "kafka_admin %s %s: %s\n", cmd, topic, err);
 	rd_kafka_queue_destroy(queue);
