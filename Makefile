@@ -41,6 +41,7 @@ OBJS = \
 	coordinator/publisher_kafka.o \
 	coordinator/repl_client.o \
 	coordinator/kafka_sink.o \
+	coordinator/kafka_topics.o \
 	coordinator/kafka_readback.o \
 	coordinator/publisher_failover.o \
 	coordinator/publisher_standby.o

@@ -65,8 +65,10 @@ pub_retry(PubSession *s, PubStep step, const char *what)
 			return KAFKA_FATAL;
 		PubProcessInterrupts();
 	}
+	if (st == KAFKA_REFUSED)
+		PubSetState("error");
 	if (st != KAFKA_OK)
-		PubFail(LOG, "%s", err);
+		PubFail(st == KAFKA_REFUSED ? WARNING : LOG, "%s", err);
 	return st;
 }
 

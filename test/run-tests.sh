@@ -44,7 +44,14 @@ scratch_psql "$run/pgtap" "$pgtap_port" -c 'CREATE EXTENSION pgtap' -c 'CREATE E
 (cd "$run/src" && as_pg pg_prove -h "$run/pgtap" -p "$pgtap_port" -U postgres -d postgres pgtap/*.sql)
 scratch_stop "$run/pgtap"
 
-"$root/test/services/services.sh" up
+# The fleet (a ZooKeeper ensemble and three Kafka brokers, test/services/)
+# starts once, only when a selected TAP test uses it (GuidFleet.pm), and
+# every such test shares it.
+fleet=0
+if (cd test/tap && grep -lq '^use GuidFleet;' ${GUID_TAP_TESTS:-*.pl}); then
+	fleet=1
+fi
+GUID_FLEET=$fleet "$root/test/services/services.sh" up
 . "$GUID_RUN_DIR/services/services.env"
 
 echo "== Unit tests (test/unit) =="
@@ -65,4 +72,9 @@ as_pg env \
 	GUID_KAFKA="$GUID_KAFKA" \
 	GUID_KAFKA_LIBS="$GUID_RUN_DIR/kafka-libs" \
 	GUID_CONSUMER="$run/src/guid_consumer" \
+	GUID_RUN_DIR="$GUID_RUN_DIR" \
+	GUID_FLEET_ZOOKEEPER="${GUID_FLEET_ZOOKEEPER:-}" \
+	GUID_FLEET_ZOOKEEPER_DIR="${GUID_FLEET_ZOOKEEPER_DIR:-}" \
+	GUID_FLEET_KAFKA="${GUID_FLEET_KAFKA:-}" \
+	GUID_FLEET_KAFKA_DIR="${GUID_FLEET_KAFKA_DIR:-}" \
 	prove --timer ${PROVE_FLAGS:-} ${GUID_TAP_TESTS:-*.pl}

@@ -163,7 +163,7 @@ resume)
 	;;
 stop)
 	for n in "$dir" "$dir"/[0-9]; do
-		[ -d "$n" ] && stop_pidfile "$n/kafka.pid"
+		if [ -d "$n" ]; then stop_pidfile "$n/kafka.pid"; fi
 	done
 	;;
 *)

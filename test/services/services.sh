@@ -40,7 +40,8 @@ ENV
 	if [ "${GUID_FLEET:-0}" = 1 ]; then
 		fleet=$dir/fleet
 		start=$(date +%s%N)
-		run_dir_make "$fleet"
+		mkdir -p "$fleet"
+		[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$fleet"
 		# the ensemble and the brokers start side by side
 		as_pg env GUID_RUN_DIR="$GUID_RUN_DIR" "$here/zookeeper.sh" start "$fleet/zookeeper" "$fleet_zk_port" 3 &
 		zk_pid=$!

@@ -124,7 +124,7 @@ resume)
 	;;
 stop)
 	for sdir in "$dir" "$dir"/[0-9]; do
-		[ -d "$sdir" ] && stop_pidfile "$sdir/zookeeper.pid"
+		if [ -d "$sdir" ]; then stop_pidfile "$sdir/zookeeper.pid"; fi
 	done
 	;;
 status)
