@@ -1,7 +1,7 @@
 # GuidFleet.pm: the fleet services a `make test` run shares (a 3-server
 # ZooKeeper ensemble and a 3-broker KRaft Kafka, started once by
-# test/services/services.sh with GUID_FLEET=1 when a selected test uses
-# this module), and what fault tests do to them.
+# test/run-tests.sh, through `services.sh fleet-up`, after the other tests
+# when a selected test uses this module), and what fault tests do to them.
 #
 # The fleet outlives each test: a test uses topics and namespaces of its
 # own, and leaves every server running (fleet_kafka_all_up), even when it
