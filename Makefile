@@ -5,6 +5,7 @@
 #   make bench                  print the benchmark table
 #   make demo                   scratch clusters issuing and decoding IDs
 #   make services-up/-down      start/stop ZooKeeper, Redis and Kafka on loopback
+#                               (FLEET=1: and the 3-node ZooKeeper and Kafka fleet)
 
 EXTENSION = guid
 EXTVERSION = 1.5
@@ -41,6 +42,7 @@ OBJS = \
 	coordinator/repl_client.o \
 	coordinator/kafka_sink.o \
 	coordinator/kafka_checkpoint.o \
+	coordinator/kafka_topics.o \
 	coordinator/kafka_readback.o \
 	coordinator/publisher_failover.o \
 	coordinator/publisher_standby.o
@@ -93,9 +95,11 @@ bench: guid_consumer
 demo:
 	@test/demo/demo.sh
 
-# Real services on loopback (ZooKeeper, Redis); addresses in $(GUID_RUN_DIR)/services/services.env
+# Real services on loopback (ZooKeeper, Redis, Kafka); addresses in
+# $(GUID_RUN_DIR)/services/services.env.  FLEET=1: also a 3-server ZooKeeper
+# ensemble and a 3-broker Kafka (README, "Running a fleet").
 services-up:
-	@test/services/services.sh up
+	@GUID_FLEET=$(FLEET) test/services/services.sh up
 
 services-down:
 	@test/services/services.sh down

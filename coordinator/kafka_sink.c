@@ -2,7 +2,8 @@
  *
  * kafka_sink.c
  *		The publisher's adapter to librdkafka: a transactional producer and
- *		the topic it writes (the checkpoint is coordinator/kafka_checkpoint.c's).
+ *		the topics it writes (coordinator/kafka_topics.c) and its checkpoint
+ *		(coordinator/kafka_checkpoint.c).
  *
  * librdkafka runs threads of its own.  Nothing here runs PostgreSQL code on
  * them: logs are routed to the main queue (log.queue, set_log_queue) and,
@@ -18,6 +19,11 @@
  *
  * Errors are classified as librdkafka says (rd_kafka_error_is_fatal,
  * _txn_requires_abort, _is_retriable); anything else is fatal.
+ *
+ * The topics it writes are created, or checked, by KafkaSinkEnsureTopic
+ * (coordinator/kafka_topics.c).  The producer runs with acks=all:
+ * librdkafka forces it for a transactional producer (enable.idempotence),
+ * and refuses any other acks setting.
  *
  * guid.kafka_properties is a list of librdkafka settings, "name=value"
  * separated by ';' (values may contain spaces and commas, as SASL and TLS
@@ -55,6 +61,8 @@ KafkaStatusName(KafkaStatus status)
 			return "abortable";
 		case KAFKA_FATAL:
 			return "fatal";
+		case KAFKA_REFUSED:
+			return "refused";
 	}
 	return "unknown";
 }
@@ -297,78 +305,6 @@ KafkaSinkClassify(KafkaSink *ks, rd_kafka_error_t *error, const char *what, char
 	snprintf(err, errlen, "%s: %s (%s, %s)", what, rd_kafka_error_string(error),
 			 rd_kafka_error_name(error), KafkaStatusName(status));
 	rd_kafka_error_destroy(error);
-	return status;
-}
-
-/*
- * KafkaSinkEnsureTopic: create topic, with the broker's default partition
- * count, unless it exists.
- */
-KafkaStatus
-KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic, int timeout_ms, char *err, size_t errlen)
-{
-	rd_kafka_NewTopic_t *nt;
-	rd_kafka_AdminOptions_t *options;
-	rd_kafka_queue_t *queue;
-	rd_kafka_event_t *ev = NULL;
-	KafkaStatus status = KAFKA_RETRY;
-	int			waited = 0;
-
-	nt = rd_kafka_NewTopic_new(topic, -1, -1, err, errlen);
-	if (nt == NULL)
-		return KAFKA_FATAL;
-	options = rd_kafka_AdminOptions_new(ks->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, NULL, 0);
-	queue = rd_kafka_queue_new(ks->rk);
-	rd_kafka_CreateTopics(ks->rk, &nt, 1, options, queue);
-
-	snprintf(err, errlen, "creating topic %s timed out", topic);
-	while (waited <= timeout_ms + KAFKA_STEP_MS)
-	{
-		CHECK_FOR_INTERRUPTS();
-		rd_kafka_poll(ks->rk, 0);
-		ev = rd_kafka_queue_poll(queue, KAFKA_STEP_MS);
-		waited += KAFKA_STEP_MS;
-		if (ev != NULL)
-			break;
-	}
-	if (ev != NULL)
-	{
-		const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-
-		if (rd_kafka_event_error(ev))
-			snprintf(err, errlen, "creating topic %s: %s", topic, rd_kafka_event_error_string(ev));
-		else if (res)
-		{
-			size_t		n;
-			const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
-			rd_kafka_resp_err_t terr = n > 0 ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR_NO_ERROR;
-
-			/*
-			 * A principal without CREATE permission is refused even for a
-			 * topic that exists: go on, a missing topic fails later, clearly.
-			 */
-			if (terr == RD_KAFKA_RESP_ERR_NO_ERROR || terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-				status = KAFKA_OK;
-			else if (terr == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-					 terr == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
-			{
-				ereport(LOG,
-						(errmsg("guid publisher: not allowed to create topic %s; assuming it exists", topic)));
-				status = KAFKA_OK;
-			}
-			else
-			{
-				snprintf(err, errlen, "creating topic %s: %s", topic,
-						 rd_kafka_topic_result_error_string(tr[0]));
-				status = terr == RD_KAFKA_RESP_ERR_INVALID_CONFIG ? KAFKA_FATAL : KAFKA_RETRY;
-			}
-		}
-		rd_kafka_event_destroy(ev);
-	}
-	rd_kafka_queue_destroy(queue);
-	rd_kafka_AdminOptions_destroy(options);
-	rd_kafka_NewTopic_destroy(nt);
 	return status;
 }
 

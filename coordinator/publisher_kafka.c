@@ -43,8 +43,9 @@
  * pub_retry: repeat a librdkafka step while it is retriable, keeping the
  * replication connection alive.  Returns the final status.  A step whose
  * fatal failure is a setup the publisher refuses (refuse: a data topic or a
- * checkpoint it cannot keep, not a fenced producer) leaves the state
- * "error" and is logged as a WARNING.
+ * checkpoint it cannot keep, not a fenced producer), or KAFKA_REFUSED (a
+ * topic under-replicated for the settings), leaves the state "error" and is
+ * logged as a WARNING.
  */
 typedef KafkaStatus (*PubStep) (PubSession *s, char *err, size_t errlen);
 
@@ -70,7 +71,7 @@ pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 			return KAFKA_FATAL;
 		PubProcessInterrupts();
 	}
-	if (st == KAFKA_FATAL && refuse && !KafkaSinkFenced(s->ks))
+	if (st == KAFKA_REFUSED || (st == KAFKA_FATAL && refuse && !KafkaSinkFenced(s->ks)))
 	{
 		PubSetState("error");
 		PubFail(WARNING, "%s", err);

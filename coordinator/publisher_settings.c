@@ -2,7 +2,8 @@
  *
  * publisher_settings.c
  *		The publisher's own settings (guid.kafka_topic,
- *		guid.kafka_properties[_file], guid.publisher_conninfo) and the
+ *		guid.kafka_properties[_file], guid.kafka_replication_factor,
+ *		guid.kafka_min_insync_replicas, guid.publisher_conninfo) and the
  *		registration of the publisher worker.
  *
  * PublisherInit runs in _PG_init: it defines the settings and registers
@@ -32,6 +33,8 @@ char	   *guid_kafka_properties = NULL;
 char	   *guid_kafka_properties_file = NULL;
 char	   *guid_publisher_conninfo = NULL;
 char	   *guid_publisher_standby_slots = NULL;
+int			guid_kafka_replication_factor = -1;
+int			guid_kafka_min_insync_replicas = -1;
 #ifdef GUID_FAULT_INJECTION
 /* Built into test builds only (make GUID_FAULT_INJECTION=1, as make test does). */
 char	   *guid_publisher_test_pause = NULL;
@@ -97,6 +100,18 @@ pub_check_standby_slots(char **newval, void **extra, GucSource source)
 	return ok;
 }
 
+/* A replica count: -1 (automatic) or 1 and up, never 0. */
+static bool
+pub_check_replicas(int *newval, void **extra, GucSource source)
+{
+	if (*newval == 0)
+	{
+		GUC_check_errdetail("Use -1 for the automatic value, or a count of 1 or more.");
+		return false;
+	}
+	return true;
+}
+
 /* Does a librdkafka property list name a credential? */
 static bool
 pub_properties_hold_secret(const char *properties)
@@ -156,6 +171,22 @@ PublisherInit(void)
 		ereport(WARNING,
 				(errmsg("guid.kafka_properties holds credentials that every role with pg_read_all_settings can read"),
 				 errhint("Move the SASL and TLS secrets to a file only the server's OS user can read, and name it in guid.kafka_properties_file; secrets in guid.kafka_properties are refused in a later release.")));
+	DefineCustomIntVariable("guid.kafka_replication_factor",
+							gettext_noop("Replication factor of the Kafka topics guid creates, and the least it publishes into; -1: min(3, the brokers the cluster reports)."),
+							NULL, &guid_kafka_replication_factor, -1, -1, PG_INT16_MAX,
+							PGC_POSTMASTER, 0, pub_check_replicas, NULL, NULL);
+	DefineCustomIntVariable("guid.kafka_min_insync_replicas",
+							gettext_noop("min.insync.replicas of the Kafka topics guid creates, and the least it publishes into; -1: 2 where the replication factor is 3 or more, else 1."),
+							NULL, &guid_kafka_min_insync_replicas, -1, -1, PG_INT16_MAX,
+							PGC_POSTMASTER, 0, pub_check_replicas, NULL, NULL);
+	if (guid_kafka_replication_factor > 0 &&
+		guid_kafka_min_insync_replicas > guid_kafka_replication_factor)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("guid.kafka_min_insync_replicas (%d) is above guid.kafka_replication_factor (%d)",
+						guid_kafka_min_insync_replicas, guid_kafka_replication_factor),
+				 errdetail("No write to a topic with more in-sync replicas required than it has replicas is ever acknowledged."),
+				 errhint("Lower guid.kafka_min_insync_replicas or raise guid.kafka_replication_factor, and start the server again.")));
 	DefineCustomStringVariable("guid.publisher_conninfo",
 							   gettext_noop("Extra libpq settings for the publisher's replication connection to this server (user, password, ...)."),
 							   NULL, &guid_publisher_conninfo, "",

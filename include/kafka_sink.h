@@ -18,9 +18,20 @@ typedef enum KafkaStatus
 								 * again; for a commit the outcome is unknown
 								 * until it is retried */
 	KAFKA_ABORT,				/* the transaction must be aborted */
-	KAFKA_FATAL					/* the producer is unusable (fenced, bad
+	KAFKA_FATAL,				/* the producer is unusable (fenced, bad
 								 * configuration): destroy it */
+	KAFKA_REFUSED				/* the cluster or a topic is not what the
+								 * settings ask (under-replicated): end the
+								 * session, try again later */
 } KafkaStatus;
+
+/*
+ * The replication of every topic guid creates, and the least it accepts of
+ * a topic that exists (coordinator/publisher_settings.c defines them): -1
+ * is automatic, min(3, brokers) and 2 where that is 3 or more, else 1.
+ */
+extern int	guid_kafka_replication_factor;
+extern int	guid_kafka_min_insync_replicas;
 
 typedef struct KafkaSink KafkaSink;
 

@@ -52,17 +52,46 @@ echo "== Unit tests (test/unit) =="
 (cd "$root" && GUID_ZOOKEEPER="$GUID_ZOOKEEPER" TMPDIR="$run" prove --exec '' test/unit/lease_test)
 
 echo "== Perl TAP (test/tap) =="
+# The fleet (a ZooKeeper ensemble and three Kafka brokers, test/services/)
+# starts once, after the other tests, only when a selected test uses it
+# (GuidFleet.pm); the fleet tests share it.
 pgxs_src=$(dirname "$(dirname "$(pg_config --pgxs)")")
 as_pg mkdir -p "$run/tap"
 cd "$run/src/tap"
-as_pg env \
-	PERL5LIB="$pgxs_src/test/perl:$run/src/tap" \
-	PG_REGRESS="$pgxs_src/test/regress/pg_regress" \
-	TESTDIR="$run/tap" \
-	GUID_ZOOKEEPER="$GUID_ZOOKEEPER" \
-	GUID_ZOOKEEPER_DIR="$GUID_ZOOKEEPER_DIR" \
-	GUID_REDIS="$GUID_REDIS" \
-	GUID_KAFKA="$GUID_KAFKA" \
-	GUID_KAFKA_LIBS="$GUID_RUN_DIR/kafka-libs" \
-	GUID_CONSUMER="$run/src/guid_consumer" \
-	prove --timer ${PROVE_FLAGS:-} ${GUID_TAP_TESTS:-*.pl}
+fleet_tests=()
+other_tests=()
+for t in ${GUID_TAP_TESTS:-*.pl}; do
+	if grep -q '^use GuidFleet;' "$t"; then fleet_tests+=("$t"); else other_tests+=("$t"); fi
+done
+
+# tap_prove TEST...: run the Perl TAP tests as the PostgreSQL user.
+tap_prove() {
+	as_pg env \
+		PERL5LIB="$pgxs_src/test/perl:$run/src/tap" \
+		PG_REGRESS="$pgxs_src/test/regress/pg_regress" \
+		TESTDIR="$run/tap" \
+		GUID_ZOOKEEPER="$GUID_ZOOKEEPER" \
+		GUID_ZOOKEEPER_DIR="$GUID_ZOOKEEPER_DIR" \
+		GUID_REDIS="$GUID_REDIS" \
+		GUID_KAFKA="$GUID_KAFKA" \
+		GUID_KAFKA_LIBS="$GUID_RUN_DIR/kafka-libs" \
+		GUID_CONSUMER="$run/src/guid_consumer" \
+		GUID_RUN_DIR="$GUID_RUN_DIR" \
+		GUID_FLEET_ZOOKEEPER="${GUID_FLEET_ZOOKEEPER:-}" \
+		GUID_FLEET_ZOOKEEPER_DIR="${GUID_FLEET_ZOOKEEPER_DIR:-}" \
+		GUID_FLEET_KAFKA="${GUID_FLEET_KAFKA:-}" \
+		GUID_FLEET_KAFKA_DIR="${GUID_FLEET_KAFKA_DIR:-}" \
+		prove --timer ${PROVE_FLAGS:-} "$@"
+}
+
+status=0
+if [ ${#other_tests[@]} -gt 0 ]; then
+	tap_prove "${other_tests[@]}" || status=1
+fi
+if [ ${#fleet_tests[@]} -gt 0 ]; then
+	echo "== Perl TAP on the fleet =="
+	"$root/test/services/services.sh" fleet-up
+	. "$GUID_RUN_DIR/services/services.env"
+	tap_prove "${fleet_tests[@]}" || status=1
+fi
+exit $status

@@ -2,8 +2,17 @@
  * kafka_admin.c: a test helper for what kcat cannot do, through librdkafka's
  * admin API:
  *
- *	kafka_admin BROKERS create TOPIC PARTITIONS	create a topic (retried while
- *												an older one is being deleted)
+ *	kafka_admin BROKERS create TOPIC PARTITIONS [RF [NAME=VALUE...]]
+ *												create a topic (replication
+ *												factor 1 unless RF is given,
+ *												with these configs; retried
+ *												while an older one is being
+ *												deleted)
+ *	kafka_admin BROKERS alter-config TOPIC NAME=VALUE...
+ *												set the topic's configs (the
+ *												others go back to defaults)
+ *	kafka_admin BROKERS describe TOPIC			print "replication.factor=N
+ *												min.insync.replicas=M"
  *	kafka_admin BROKERS delete TOPIC			delete a topic
  *	kafka_admin BROKERS partitions TOPIC TOTAL	raise its partition count
  *	kafka_admin BROKERS delete-records TOPIC PARTITION OFFSET
@@ -88,7 +97,7 @@ main(int argc, char **argv)
 
 	if (argc < 4)
 	{
-		fprintf(stderr, "usage: kafka_admin BROKERS create|delete|partitions|delete-records TOPIC ...\n");
+		fprintf(stderr, "usage: kafka_admin BROKERS create|alter-config|describe|delete|partitions|delete-records TOPIC ...\n");
 		return 2;
 	}
 	cmd = argv[2];
@@ -106,13 +115,24 @@ main(int argc, char **argv)
 	}
 	queue = rd_kafka_queue_new(rk);
 
-	if (strcmp(cmd, "create") == 0 && argc == 5)
+	if (strcmp(cmd, "create") == 0 && argc >= 5)
 	{
 		/* a topic being deleted cannot be created again at once */
 		for (tries = 0; tries < 300; tries++)
 		{
-			rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, atoi(argv[4]), 1, err, sizeof(err));
+			rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, atoi(argv[4]),
+															argc >= 6 ? atoi(argv[5]) : 1,
+															err, sizeof(err));
+			int			i;
 
+			for (i = 6; i < argc; i++)
+			{
+				char	   *eq = strchr(argv[i], '=');
+
+				*eq = '\0';
+				rd_kafka_NewTopic_set_config(nt, argv[i], eq + 1);
+				*eq = '=';
+			}
 			rd_kafka_CreateTopics(rk, &nt, 1, NULL, queue);
 			code = admin_result(queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, err, sizeof(err));
 			rd_kafka_NewTopic_destroy(nt);
@@ -120,6 +140,83 @@ main(int argc, char **argv)
 				break;
 			usleep(200000);
 		}
+	}
+	else if (strcmp(cmd, "alter-config") == 0 && argc >= 5)
+	{
+		rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+		int			i;
+		rd_kafka_event_t *ev;
+
+		for (i = 4; i < argc; i++)
+		{
+			char	   *eq = strchr(argv[i], '=');
+
+			*eq = '\0';
+			rd_kafka_ConfigResource_set_config(res, argv[i], eq + 1);
+		}
+		rd_kafka_AlterConfigs(rk, &res, 1, NULL, queue);
+		ev = rd_kafka_queue_poll(queue, 60000);
+		code = ev == NULL ? -1 : rd_kafka_event_error(ev);
+		if (ev && !code)
+		{
+			size_t		n;
+			const rd_kafka_ConfigResource_t **rs =
+				rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
+
+			if (n > 0 && (code = rd_kafka_ConfigResource_error(rs[0])))
+				snprintf(err, sizeof(err), "%s", rd_kafka_ConfigResource_error_string(rs[0]));
+		}
+		else
+			snprintf(err, sizeof(err), "%s", ev ? rd_kafka_event_error_string(ev) : "timed out");
+		if (ev)
+			rd_kafka_event_destroy(ev);
+		rd_kafka_ConfigResource_destroy(res);
+	}
+	else if (strcmp(cmd, "describe") == 0 && argc == 4)
+	{
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+		const struct rd_kafka_metadata *md;
+		rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+		rd_kafka_event_t *ev;
+		int			rf = -1;
+		const char *min_isr = "?";
+
+		code = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+		if (code == 0 && md->topic_cnt == 1 && md->topics[0].err == 0)
+		{
+			int			p;
+
+			for (p = 0; p < md->topics[0].partition_cnt; p++)
+				if (rf < 0 || md->topics[0].partitions[p].replica_cnt < rf)
+					rf = md->topics[0].partitions[p].replica_cnt;
+		}
+		if (code == 0)
+			rd_kafka_metadata_destroy(md);
+		rd_kafka_topic_destroy(rkt);
+		rd_kafka_DescribeConfigs(rk, &res, 1, NULL, queue);
+		ev = rd_kafka_queue_poll(queue, 60000);
+		if (ev && !rd_kafka_event_error(ev))
+		{
+			size_t		n,
+						cnt,
+						i;
+			const rd_kafka_ConfigResource_t **rs =
+				rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+			const rd_kafka_ConfigEntry_t **e = n > 0 ? rd_kafka_ConfigResource_configs(rs[0], &cnt) : NULL;
+
+			for (i = 0; e && i < cnt; i++)
+				if (strcmp(rd_kafka_ConfigEntry_name(e[i]), "min.insync.replicas") == 0)
+					min_isr = rd_kafka_ConfigEntry_value(e[i]);
+			printf("replication.factor=%d min.insync.replicas=%s\n", rf, min_isr);
+		}
+		else
+		{
+			code = -1;
+			snprintf(err, sizeof(err), "%s", ev ? rd_kafka_event_error_string(ev) : "timed out");
+		}
+		if (ev)
+			rd_kafka_event_destroy(ev);
+		rd_kafka_ConfigResource_destroy(res);
 	}
 	else if (strcmp(cmd, "delete") == 0 && argc == 4)
 	{

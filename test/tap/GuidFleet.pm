@@ -1,0 +1,119 @@
+# GuidFleet.pm: the fleet services a `make test` run shares (a 3-server
+# ZooKeeper ensemble and a 3-broker KRaft Kafka, started once by
+# test/run-tests.sh, through `services.sh fleet-up`, after the other tests
+# when a selected test uses this module), and what fault tests do to them.
+#
+# The fleet outlives each test: a test uses topics and namespaces of its
+# own, and leaves every server running (fleet_kafka_all_up), even when it
+# fails half-way.
+package GuidFleet;
+
+use strict;
+use warnings;
+
+use FindBin;
+use IPC::Run;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use Exporter 'import';
+our @EXPORT = qw(fleet fleet_broker_pid fleet_broker_kill fleet_broker_resume
+  fleet_kafka_all_up fleet_partition_leader fleet_topic_replication);
+
+my $services = "$FindBin::RealBin/../services";
+
+# fleet(): { zookeeper, zookeeper_dir, kafka, kafka_dir } from the
+# environment run-tests.sh gives; dies when the fleet was not started.
+sub fleet
+{
+	for my $v (qw(GUID_FLEET_ZOOKEEPER GUID_FLEET_ZOOKEEPER_DIR GUID_FLEET_KAFKA GUID_FLEET_KAFKA_DIR))
+	{
+		die "$v is not set: run this test through make test (it starts the fleet for tests that use GuidFleet)"
+		  unless $ENV{$v};
+	}
+	return { zookeeper => $ENV{GUID_FLEET_ZOOKEEPER}, zookeeper_dir => $ENV{GUID_FLEET_ZOOKEEPER_DIR},
+		kafka => $ENV{GUID_FLEET_KAFKA}, kafka_dir => $ENV{GUID_FLEET_KAFKA_DIR} };
+}
+
+# fleet_broker_pid($n): the pid of broker $n (1..3) if it runs, else undef.
+sub fleet_broker_pid
+{
+	my $n = shift;
+	my $file = fleet()->{kafka_dir} . "/$n/kafka.pid";
+	return undef unless -f $file;
+	my $pid = slurp_file($file);
+	chomp $pid;
+	return kill(0, $pid) ? $pid : undef;
+}
+
+# fleet_broker_kill($n): kill -9 broker $n; returns once it is gone.
+sub fleet_broker_kill
+{
+	my $n = shift;
+	my $pid = fleet_broker_pid($n) or die "broker $n is not running";
+	kill 'KILL', $pid or die "kill -9 $pid: $!";
+	for (1 .. 600)
+	{
+		return unless kill 0, $pid;
+		select(undef, undef, undef, 0.05);
+	}
+	die "broker $n (pid $pid) survived kill -9";
+}
+
+# fleet_broker_resume($n): start broker $n again with its data; returns once
+# it answers.
+sub fleet_broker_resume
+{
+	my $n = shift;
+	system_or_bail("$services/kafka.sh", 'resume', fleet()->{kafka_dir} . "/$n");
+}
+
+# fleet_kafka_all_up(): every broker runs (those that do not are resumed)
+# and the cluster reports all three.
+sub fleet_kafka_all_up
+{
+	my $f = fleet();
+	fleet_broker_pid($_) or fleet_broker_resume($_) for 1 .. 3;
+	for (1 .. 600)
+	{
+		my ($out, $err) = ('', '');
+		IPC::Run::run([ 'kcat', '-b', $f->{kafka}, '-L', '-m', '5' ], '>', \$out, '2>', \$err);
+		return 1 if $out =~ /^\s*3 brokers:/m;
+		select(undef, undef, undef, 0.1);
+	}
+	die 'the fleet Kafka does not report 3 brokers';
+}
+
+# fleet_partition_leader($topic, $partition): the node id (1..3) of the
+# broker leading that partition, undef if none does.
+sub fleet_partition_leader
+{
+	my ($topic, $partition) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'kcat', '-b', fleet()->{kafka}, '-L', '-t', $topic, '-m', '5' ], '>', \$out, '2>', \$err);
+	return $out =~ /^\s*partition $partition, leader (\d+),/m && $1 > 0 ? $1 : undef;
+}
+
+# fleet_topic_replication($topic): "replication.factor=N min.insync.replicas=M"
+# as the brokers tell, polled until every broker agrees (a configuration
+# change reaches them one by one) or 30 s; '' if the topic does not exist.
+sub fleet_topic_replication
+{
+	my ($topic, $want) = @_;
+	my $bin = "$PostgreSQL::Test::Utils::tmp_check/kafka_admin";
+	system_or_bail('cc', '-o', $bin, "$FindBin::RealBin/kafka_admin.c", '-lrdkafka')
+	  unless -x $bin;
+	my $seen = '';
+	for (1 .. 300)
+	{
+		my ($out, $err) = ('', '');
+		IPC::Run::run([ $bin, fleet()->{kafka}, 'describe', $topic ], '>', \$out, '2>', \$err);
+		chomp $out;
+		$seen = $out;
+		return $seen if !defined $want || $seen eq $want;
+		select(undef, undef, undef, 0.1);
+	}
+	return $seen;
+}
+
+1;
