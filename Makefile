@@ -124,4 +124,16 @@ test/unit/lease_test: $(LEASE_TEST_SRCS) test/unit/lease_test.h $(LEASE_PLAIN_SR
 	$(CC) -std=gnu99 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 		-I$(srcdir)/include -o $@ $(LEASE_TEST_SRCS) $(LEASE_PLAIN_SRCS) -lzookeeper_st
 
-EXTRA_CLEAN = guid_consumer test/unit/lease_test .build-flags
+# The fleet lease simulator (test/fleet/, run by test/tap/045 and make
+# fleet-bench): N lease holders in one process, each a thread with its own
+# ZooKeeper session, linked with the same plain-C protocol objects.  Not
+# installed.
+all: test/fleet/guid_lease_sim
+
+LEASE_SIM_SRCS = test/fleet/lease_sim.c test/fleet/lease_sim_host.c
+
+test/fleet/guid_lease_sim: $(LEASE_SIM_SRCS) test/fleet/lease_sim.h $(LEASE_PLAIN_SRCS) $(LEASE_PLAIN_HDRS)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -pthread \
+		-I$(srcdir)/include -o $@ $(LEASE_SIM_SRCS) $(LEASE_PLAIN_SRCS) -lzookeeper_st
+
+EXTRA_CLEAN = guid_consumer test/unit/lease_test test/fleet/guid_lease_sim .build-flags
