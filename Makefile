@@ -134,6 +134,7 @@ LEASE_SIM_SRCS = test/fleet/lease_sim.c test/fleet/lease_sim_host.c
 
 test/fleet/guid_lease_sim: $(LEASE_SIM_SRCS) test/fleet/lease_sim.h $(LEASE_PLAIN_SRCS) $(LEASE_PLAIN_HDRS)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -pthread \
-		-I$(srcdir)/include -o $@ $(LEASE_SIM_SRCS) $(LEASE_PLAIN_SRCS) -lzookeeper_st
+		-I$(srcdir)/include -o $@ $(LEASE_SIM_SRCS) $(LEASE_PLAIN_SRCS) \
+		-Wl,--wrap=zoo_acreate -lzookeeper_st
 
 EXTRA_CLEAN = guid_consumer test/unit/lease_test test/fleet/guid_lease_sim .build-flags

@@ -23,8 +23,9 @@
  *	status		held=, distinct=, dup=, full=, lapses=, lost=, violations=,
  *				time-to-lease percentiles, ... (key=value)
  *	holders		idx id session floor reserved state, one line each
- *	mark		reset the time-to-lease samples and the lapse and loss
- *				counts; acked= then counts holders confirmed since
+ *	mark		reset the time-to-lease samples and the lapse, loss and
+ *				create counts (creates=: of lease znodes, each attempt to
+ *				take an id); acked= then counts holders confirmed since
  *	quit		exit at once (sessions are left to expire)
  *
  * The host the holders run in, and the invariants it checks at every effect
@@ -45,7 +46,7 @@
 
 #include "lease_sim.h"
 
-Sim			sim = {.lock = PTHREAD_MUTEX_INITIALIZER};
+Sim			sim = {.lock = PTHREAD_MUTEX_INITIALIZER, .lease_creates = 0};
 
 /* A kill or close waits at most this long for its holders to stop. */
 #define STOP_PATIENCE_MS		10000
@@ -203,9 +204,9 @@ cmd_status(void)
 		abort();
 	memcpy(v, sim.ttl, n * sizeof(double));
 	printf("status holders=%d live=%d held=%d valid=%d distinct=%d dup=%d full=%d waiting=%d "
-		   "acked=%d lapses=%ld lost=%ld violations=%ld",
+		   "acked=%d lapses=%ld lost=%ld creates=%ld violations=%ld",
 		   sim.nholders, live, held, valid, distinct, dup, full, live - held,
-		   acked, sim.lapses, sim.lost, violations);
+		   acked, sim.lapses, sim.lost, atomic_load(&sim.lease_creates), violations);
 	for (i = 0; i < CHECK_COUNT; i++)
 		if (sim.violations[i])
 			printf(" %s=%ld", sim_check_name(i), sim.violations[i]);
@@ -244,6 +245,7 @@ cmd_mark(void)
 	sim.nttl = 0;
 	sim.lapses = 0;
 	sim.lost = 0;
+	atomic_store(&sim.lease_creates, 0);
 	pthread_mutex_unlock(&sim.lock);
 	printf("mark\n");
 }

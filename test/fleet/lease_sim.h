@@ -93,6 +93,7 @@ typedef struct Sim
 	long		lapses;			/* deadlines passed while installed */
 	long		lost;			/* fenced by the protocol (expiry, znode
 								 * gone) while installed, not asked to */
+	atomic_long lease_creates;	/* creates of nodes/<id> (atomic, no lock) */
 	uint64_t	mark_ns;		/* the control loop's last "mark" */
 
 	/* time-to-lease samples (ms) since the last "mark" */

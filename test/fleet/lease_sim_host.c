@@ -40,6 +40,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zookeeper/zookeeper.h>
 
 #include "lease_sim.h"
 
@@ -154,6 +155,29 @@ gen_check_lapse(SimHolder *h, uint64_t now)
 		if (sim.verbose)
 			sim_report(h, "deadline passed while holding id %d", (int) h->id);
 	}
+}
+
+/*
+ * Every zoo_acreate() of the lease code comes here (the simulator is linked
+ * with -Wl,--wrap=zoo_acreate): the creates of lease znodes are counted,
+ * which is what a fleet starting at once costs ZooKeeper, whatever the
+ * protocol's choice of ids.
+ */
+extern int	__real_zoo_acreate(zhandle_t *zh, const char *path, const char *value, int valuelen,
+							   const struct ACL_vector *acl, int mode,
+							   string_completion_t completion, const void *data);
+extern int	__wrap_zoo_acreate(zhandle_t *zh, const char *path, const char *value, int valuelen,
+							   const struct ACL_vector *acl, int mode,
+							   string_completion_t completion, const void *data);
+
+int
+__wrap_zoo_acreate(zhandle_t *zh, const char *path, const char *value, int valuelen,
+				   const struct ACL_vector *acl, int mode,
+				   string_completion_t completion, const void *data)
+{
+	if (strstr(path, "/nodes/") != NULL)
+		atomic_fetch_add(&sim.lease_creates, 1);
+	return __real_zoo_acreate(zh, path, value, valuelen, acl, mode, completion, data);
 }
 
 /* ----------
