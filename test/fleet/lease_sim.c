@@ -22,7 +22,8 @@
  *				at once); answers idx:id for each
  *	status		held=, distinct=, dup=, full=, lapses=, lost=, violations=,
  *				time-to-lease percentiles, ... (key=value)
- *	holders		idx id session floor reserved state, one line each
+ *	holders		idx id session floor reserved state<TAB>last error, one line
+ *				each (state ends in ",full" while all ids are leased)
  *	mark		reset the time-to-lease samples and the lapse, loss and
  *				create counts (creates=: of lease znodes, each attempt to
  *				take an id); acked= then counts holders confirmed since
@@ -228,10 +229,10 @@ cmd_holders(void)
 	{
 		SimHolder  *h = sim.holders[i];
 
-		printf("holder %d %d 0x%llx %lld %lld %s%s\n", h->idx, (int) h->id,
+		printf("holder %d %d 0x%llx %lld %lld %s%s\t%s\n", h->idx, (int) h->id,
 			   (unsigned long long) h->session_id, (long long) h->floor_ms,
 			   (long long) h->reserved_ms, h->dead ? "dead" : h->state,
-			   sim_holder_full(h) ? ",full" : "");
+			   sim_holder_full(h) ? ",full" : "", h->error);
 	}
 	pthread_mutex_unlock(&sim.lock);
 	printf("end\n");
