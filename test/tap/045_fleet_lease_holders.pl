@@ -47,6 +47,14 @@ my $sim = IPC::Run::start(
 	[ $sim_bin, '--zookeeper', $connect, '--namespace', $ns, '--timeout', $timeout_ms ],
 	'<', \$in, '>', \$out, '2>', $errlog);
 
+# Whatever happens, stop what this test started.
+END
+{
+	local $?;
+	$sim->kill_kill if $sim && $sim->pumpable;
+	zk_ensemble_stop($ens) if $ens;
+}
+
 # cmd($line, $answer_re): send a command, return the answer's lines (up to
 # the line matching $answer_re).
 sub cmd
