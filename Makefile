@@ -3,6 +3,8 @@
 #   make && make install        build and install into $(PG_CONFIG)'s tree
 #   make test                   install packages, build, install, run every test
 #   make bench                  print the benchmark table
+#   make fleet-bench            1,024 lease holders on a 3-node ZooKeeper: time
+#                               to lease, leases lost when the leader is killed
 #   make demo                   scratch clusters issuing and decoding IDs
 #   make services-up/-down      start/stop ZooKeeper, Redis and Kafka on loopback
 #                               (FLEET=1: and the 3-node ZooKeeper and Kafka fleet)
@@ -81,7 +83,7 @@ ifeq ($(wildcard sql/$(EXTENSION)--*$(EXTVERSION).sql),)
 $(error no install or upgrade script reaches version $(EXTVERSION) in sql/)
 endif
 
-.PHONY: deps test bench demo services-up services-down
+.PHONY: deps test bench fleet-bench demo services-up services-down
 
 deps:
 	@test/services/install-packages.sh
@@ -91,6 +93,9 @@ test:
 
 bench: guid_consumer
 	@test/bench/bench.sh
+
+fleet-bench:
+	@test/bench/fleet_lease.sh
 
 demo:
 	@test/demo/demo.sh
@@ -129,4 +134,17 @@ test/unit/lease_test: $(LEASE_TEST_SRCS) test/unit/lease_test.h $(LEASE_PLAIN_SR
 	$(CC) -std=gnu99 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 		-I$(srcdir)/include -o $@ $(LEASE_TEST_SRCS) $(LEASE_PLAIN_SRCS) -lzookeeper_st
 
-EXTRA_CLEAN = guid_consumer test/unit/lease_test .build-flags
+# The fleet lease simulator (test/fleet/, run by test/tap/045 and make
+# fleet-bench): N lease holders in one process, each a thread with its own
+# ZooKeeper session, linked with the same plain-C protocol objects.  Not
+# installed.
+all: test/fleet/guid_lease_sim
+
+LEASE_SIM_SRCS = test/fleet/lease_sim.c test/fleet/lease_sim_host.c
+
+test/fleet/guid_lease_sim: $(LEASE_SIM_SRCS) test/fleet/lease_sim.h $(LEASE_PLAIN_SRCS) $(LEASE_PLAIN_HDRS)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -pthread \
+		-I$(srcdir)/include -o $@ $(LEASE_SIM_SRCS) $(LEASE_PLAIN_SRCS) \
+		-Wl,--wrap=zoo_acreate -lzookeeper_st
+
+EXTRA_CLEAN = guid_consumer test/unit/lease_test test/fleet/guid_lease_sim .build-flags

@@ -63,6 +63,7 @@ struct LeaseClient
 	uint64_t	lookup_started;
 	uint64_t	connect_started;
 
+	unsigned int rand_state;	/* rand_r(): a free id after a lost race */
 	int32_t		previous_id;	/* tried first at the next lease */
 	int32_t		leased_id;		/* -1 when none */
 	bool		installed;		/* the generator issues under our lease */

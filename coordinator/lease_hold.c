@@ -303,6 +303,72 @@ hold_due(LeaseClient *c)
 }
 
 /*
+ * List nodes/ into taken[] (ids already marked stay marked).  Returns false
+ * with err set on failure.
+ */
+static bool
+hold_list_taken(LeaseClient *c, bool *taken, char *err, size_t errlen)
+{
+	char		path[300];
+	int			rc;
+	int			i;
+
+	snprintf(path, sizeof(path), "%s/nodes", c->base_path);
+	rc = lease_zk_children(c, path);
+	if (rc != ZOK)
+	{
+		snprintf(err, errlen, "could not list ZooKeeper node \"%s\": %s", path, zerror(rc));
+		return false;
+	}
+	for (i = 0; i < c->call.nchildren; i++)
+		taken[c->call.children[i]] = true;
+	return true;
+}
+
+/*
+ * Hold a free id other than previous: the lowest one in taken[] first.  A
+ * holder that loses the race for it (another session created it meanwhile:
+ * a fleet starting at once) lists nodes/ again and tries a free one at
+ * random, never again one it lost: walking up id by id, every starting
+ * holder would queue behind all the others for each id in turn, N^2/2
+ * failed creates for N holders, where random choices settle in a few
+ * rounds.  Returns the id, -1 when none is free, -2 on error (err set).
+ */
+static int32_t
+hold_take_free(LeaseClient *c, bool *taken, int32_t previous, char *err, size_t errlen)
+{
+	int32_t		free_ids[LEASE_MAX_IDS];
+	int			nfree;
+	int			lost = 0;
+	int			i;
+	int			rc;
+
+	for (;;)
+	{
+		int32_t		id;
+
+		nfree = 0;
+		for (i = 0; i < c->cfg.nids; i++)
+			if (!taken[i] && i != previous)
+				free_ids[nfree++] = i;
+		if (nfree == 0)
+			return -1;
+		id = lost == 0 ? free_ids[0] : free_ids[rand_r(&c->rand_state) % nfree];
+		rc = hold_try_id(c, id, err, errlen);
+		if (rc < 0)
+			return -2;
+		if (rc == 1)
+			return id;
+		lost++;
+		taken[id] = true;
+		lease_log(c, LEASE_LOG_DEBUG, "node id %d is held by another session (lost race %d)",
+				  (int) id, lost);
+		if (!hold_list_taken(c, taken, err, errlen))
+			return -2;
+	}
+}
+
+/*
  * lease_acquire: lease a node id, load its high-water mark, reserve ahead,
  * and install the lease.  Returns false with err set on failure.
  */
@@ -315,7 +381,6 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	int32_t		id = -1;
 	bool		own = false;
 	int			rc;
-	int			i;
 	int64_t		target;
 	int64_t		floor_ms;
 	uint64_t	timeout_ns;
@@ -331,16 +396,9 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	if (!hold_ensure_path(c, path, err, errlen))
 		return false;
 
-	snprintf(path, sizeof(path), "%s/nodes", c->base_path);
-	rc = lease_zk_children(c, path);
-	if (rc != ZOK)
-	{
-		snprintf(err, errlen, "could not list ZooKeeper node \"%s\": %s", path, zerror(rc));
-		return false;
-	}
 	memset(taken, 0, sizeof(taken));
-	for (i = 0; i < c->call.nchildren; i++)
-		taken[c->call.children[i]] = true;
+	if (!hold_list_taken(c, taken, err, errlen))
+		return false;
 
 	/* The id this host held last, even when listed (it may be ours). */
 	if (previous >= 0 && previous < c->cfg.nids)
@@ -377,16 +435,10 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	 */
 	own = own && id == previous;
 	c->reattached_id = -1;
-	for (i = 0; id < 0 && i < c->cfg.nids; i++)
-	{
-		if (taken[i] || i == previous)
-			continue;
-		rc = hold_try_id(c, i, err, errlen);
-		if (rc < 0)
-			return false;
-		if (rc == 1)
-			id = i;
-	}
+	if (id < 0)
+		id = hold_take_free(c, taken, previous, err, errlen);
+	if (id == -2)
+		return false;
 	if (id < 0)
 	{
 		snprintf(err, errlen, "all %d node ids of namespace \"%s\" are leased",

@@ -17,7 +17,8 @@
  *									holder of the id may have issued.
  *
  * Leasing: try the id this cluster held last (kept in guid.reservation,
- * LeaseConfig.previous_id), then the lowest free one.  Read hwm/<id>; the
+ * LeaseConfig.previous_id), then the lowest free one (after a lost race for
+ * it, a random free one: lease_hold.c).  Read hwm/<id>; the
  * generator starts above it, so an id that moves to a server whose clock is
  * behind repeats nothing.  The reservation is extended in hwm/<id> with a
  * versioned set (a compare-and-set) before IDs up to it are issued, 5/6 of
@@ -527,6 +528,7 @@ LeaseClientCreate(const LeaseConfig *cfg, const LeaseEnv *env)
 	if (c->cfg.reserve_window_ms < 0)
 		c->cfg.reserve_window_ms = 0;
 	c->previous_id = cfg->previous_id;
+	c->rand_state = (unsigned int) (env->monotonic_ns(env->arg) ^ (uintptr_t) c);
 	c->installed_id = -1;
 	c->reattached_id = -1;
 	c->installed_floor = 0;

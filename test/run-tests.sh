@@ -33,7 +33,7 @@ run_dir_make "$run"
 cp -r test "$run/src"
 mkdir -p "$run/src-c"
 cp -r extension coordinator include "$run/src-c/"
-cp guid_consumer "$run/src/"
+cp guid_consumer test/fleet/guid_lease_sim "$run/src/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$run/src" "$run/src-c"
 
 echo "== pgTAP (test/pgtap) =="
@@ -76,6 +76,7 @@ tap_prove() {
 		GUID_KAFKA="$GUID_KAFKA" \
 		GUID_KAFKA_LIBS="$GUID_RUN_DIR/kafka-libs" \
 		GUID_CONSUMER="$run/src/guid_consumer" \
+		GUID_LEASE_SIM="$run/src/guid_lease_sim" \
 		GUID_RUN_DIR="$GUID_RUN_DIR" \
 		GUID_FLEET_ZOOKEEPER="${GUID_FLEET_ZOOKEEPER:-}" \
 		GUID_FLEET_ZOOKEEPER_DIR="${GUID_FLEET_ZOOKEEPER_DIR:-}" \

@@ -58,7 +58,7 @@ fi
 
 # 2. file sizes
 long=""
-for f in extension/**/*.[ch] coordinator/*.[ch] include/*.h test/unit/*.c test/tap/*.c; do
+for f in extension/**/*.[ch] coordinator/*.[ch] include/*.h test/unit/*.c test/tap/*.c test/fleet/*.[ch]; do
 	lines=$(wc -l < "$f")
 	[ "$lines" -gt "$max_lines" ] && long+="$f ($lines lines); "
 done

@@ -773,12 +773,15 @@ sub zk_four
 	return $out // '';
 }
 
-# zk_ensemble_start($name): three ZooKeeper servers (Debian's package, java)
-# on loopback, one quorum, tickTime 500 ms, sessions 1 s to 60 s.  Returns
-# { servers => [ { dir, port, pid } x 3 ] } once a leader serves.
+# zk_ensemble_start($name, %opts): three ZooKeeper servers (Debian's
+# package, java) on loopback, one quorum, tickTime 500 ms, sessions 1 s to
+# 60 s.  Returns { servers => [ { dir, port, pid } x 3 ] } once a leader
+# serves.
+#   cfg => extra zoo.cfg lines, e.g. "maxClientCnxns=0\n" (ZooKeeper allows
+#          60 connections from one address by default)
 sub zk_ensemble_start
 {
-	my $name = shift;
+	my ($name, %opts) = @_;
 	my $ens = { servers => [] };
 	my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 9;
 	my $quorum = '';
@@ -797,6 +800,7 @@ sub zk_ensemble_start
 			  . "clientPort=$ports[3 * $i - 3]\nclientPortAddress=127.0.0.1\n"
 			  . "minSessionTimeout=1000\nmaxSessionTimeout=60000\n"
 			  . "admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,cons,dump\n"
+			  . ($opts{cfg} // '')
 			  . $quorum);
 		PostgreSQL::Test::Utils::append_to_file("$dir/log4j.properties",
 			"log4j.rootLogger=INFO, FILE\nlog4j.appender.FILE=org.apache.log4j.FileAppender\n"
