@@ -25,11 +25,10 @@
 
 #include "lease_client.h"
 
-/* A heartbeat request every timeout / HEARTBEAT_DIVISOR. */
+/* A heartbeat request every timeout / HEARTBEAT_DIVISOR.  The lease is
+ * trusted for LEASE_TRUST of the granted session timeout after the send
+ * time of the last answered write or sync (see lease_zk.c). */
 #define HEARTBEAT_DIVISOR		10
-
-/* The lease is trusted for this fraction of the granted session timeout
- * after the send time of the last answered write or sync (see lease_zk.c). */
 #define LEASE_TRUST_NUM			1
 #define LEASE_TRUST_DEN			2
 
@@ -50,7 +49,6 @@
 
 /* A clean shutdown waits at most this long to write the mark back down. */
 #define LEASE_WRITE_BACK_MS		1000
-
 #define Max(a, b)				((a) > (b) ? (a) : (b))
 #define Min(a, b)				((a) < (b) ? (a) : (b))
 
@@ -380,6 +378,7 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 	int32_t		previous = c->previous_id;
 	int32_t		id = -1;
 	bool		own = false;
+	int64_t		czxid = 0;
 	int			rc;
 	int64_t		target;
 	int64_t		floor_ms;
@@ -415,23 +414,25 @@ lease_acquire(LeaseClient *c, char *err, size_t errlen)
 			snprintf(path, sizeof(path), "%s/nodes/%d", c->base_path, (int) previous);
 			own = lease_zk_exists(c, path) == ZOK &&
 				c->call.stat.ephemeralOwner == hold_session(c);
+			czxid = c->call.stat.czxid;
 		}
 		rc = hold_try_id(c, previous, err, errlen);
 		if (rc < 0)
 			return false;
 		if (rc == 1)
 			id = previous;
+		/* ... and the same znode after: not deleted and created again since */
+		if (own && rc == 1)
+			own = lease_zk_exists(c, path) == ZOK && c->call.stat.czxid == czxid;
 	}
 
 	/*
 	 * A reattached session whose previous incarnation had installed this
 	 * very id (lease_protocol.c saves that, with the floor it was given) and
-	 * has held it ever since (checked above): everything that incarnation
-	 * issued is below this host's own durable reservation, so the mark it
-	 * wrote ahead is not a floor.  The floor it
-	 * was given still is: the id's previous holder issued up to it, and the
-	 * host need not have recorded it (it may record only about a second
-	 * ahead of its own clock, and may have failed to record more).
+	 * has held it ever since (checked above): all it issued is below this
+	 * host's durable reservation, so the mark it wrote ahead is no floor.
+	 * The floor it was given is: the id's previous holder issued up to it,
+	 * and the host may have recorded only about a second ahead of its clock.
 	 */
 	own = own && id == previous;
 	c->reattached_id = -1;
