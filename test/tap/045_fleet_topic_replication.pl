@@ -74,8 +74,8 @@ $node2->safe_psql('postgres', "SELECT guid_next('isr1') FROM generate_series(1, 
 my $before = kafka_guids(wait_published($node2, $brokers, $isr1));
 is_deeply($before, audit_guids($node2), 'streaming into the topic guid created');
 kafka_admin($brokers, 'alter-config', $isr1, 'min.insync.replicas=1');
-is(fleet_topic_replication($isr1, 'replication.factor=3 min.insync.replicas=1'),
-	'replication.factor=3 min.insync.replicas=1', 'the topic altered to min.insync.replicas 1');
+is(fleet_topic_replication_everywhere($isr1, 'replication.factor=3 min.insync.replicas=1'),
+	'replication.factor=3 min.insync.replicas=1', 'the topic altered to min.insync.replicas 1, as every broker says');
 $node2->restart;
 ok($node2->poll_query_until('postgres',
 		"SELECT publisher_state = 'error' AND publisher_error LIKE 'topic $isr1 has replication factor 3 and min.insync.replicas 1, below the 3 and 2 wanted%' FROM guid.status"),

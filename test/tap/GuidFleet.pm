@@ -18,7 +18,8 @@ use Test::More;
 
 use Exporter 'import';
 our @EXPORT = qw(fleet fleet_broker_pid fleet_broker_kill fleet_broker_resume
-  fleet_kafka_all_up fleet_partition_leader fleet_topic_replication);
+  fleet_kafka_all_up fleet_partition_leader fleet_topic_replication
+  fleet_topic_replication_everywhere);
 
 my $services = "$FindBin::RealBin/../services";
 
@@ -99,7 +100,7 @@ sub fleet_partition_leader
 # change reaches them one by one) or 30 s; '' if the topic does not exist.
 sub fleet_topic_replication
 {
-	my ($topic, $want) = @_;
+	my ($topic, $want, $node) = @_;
 	my $bin = "$PostgreSQL::Test::Utils::tmp_check/kafka_admin";
 	system_or_bail('cc', '-o', $bin, "$FindBin::RealBin/kafka_admin.c", '-lrdkafka')
 	  unless -x $bin;
@@ -107,13 +108,30 @@ sub fleet_topic_replication
 	for (1 .. 300)
 	{
 		my ($out, $err) = ('', '');
-		IPC::Run::run([ $bin, fleet()->{kafka}, 'describe', $topic ], '>', \$out, '2>', \$err);
+		IPC::Run::run([ $bin, fleet()->{kafka}, 'describe', $topic, defined $node ? ($node) : () ],
+			'>', \$out, '2>', \$err);
 		chomp $out;
 		$seen = $out;
 		return $seen if !defined $want || $seen eq $want;
 		select(undef, undef, undef, 0.1);
 	}
 	return $seen;
+}
+
+# fleet_topic_replication_everywhere($topic, $want): as fleet_topic_replication,
+# asked of each of the three brokers in turn (a changed topic configuration
+# reaches each broker's metadata on its own time, and a client's
+# DescribeConfigs goes to any one of them).  Returns the first answer that
+# is not $want, or $want.
+sub fleet_topic_replication_everywhere
+{
+	my ($topic, $want) = @_;
+	for my $node (1 .. 3)
+	{
+		my $seen = fleet_topic_replication($topic, $want, $node);
+		return "broker $node: $seen" if $seen ne $want;
+	}
+	return $want;
 }
 
 1;

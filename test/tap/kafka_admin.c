@@ -11,7 +11,7 @@
  *	kafka_admin BROKERS alter-config TOPIC NAME=VALUE...
  *												set the topic's configs (the
  *												others go back to defaults)
- *	kafka_admin BROKERS describe TOPIC			print "replication.factor=N
+ *	kafka_admin BROKERS describe TOPIC [NODE]	print "replication.factor=N
  *												min.insync.replicas=M"
  *	kafka_admin BROKERS delete TOPIC			delete a topic
  *	kafka_admin BROKERS partitions TOPIC TOTAL	raise its partition count
@@ -172,7 +172,7 @@ main(int argc, char **argv)
 			rd_kafka_event_destroy(ev);
 		rd_kafka_ConfigResource_destroy(res);
 	}
-	else if (strcmp(cmd, "describe") == 0 && argc == 4)
+	else if (strcmp(cmd, "describe") == 0 && (argc == 4 || argc == 5))
 	{
 		rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
 		const struct rd_kafka_metadata *md;
@@ -193,8 +193,20 @@ main(int argc, char **argv)
 		if (code == 0)
 			rd_kafka_metadata_destroy(md);
 		rd_kafka_topic_destroy(rkt);
-		rd_kafka_DescribeConfigs(rk, &res, 1, NULL, queue);
-		ev = rd_kafka_queue_poll(queue, 60000);
+		{
+			/* argv[4], if given: ask that broker (node id), not any one */
+			rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+			char		errstr[256];
+
+			if (argc >= 5 && rd_kafka_AdminOptions_set_broker(opts, atoi(argv[4]), errstr, sizeof(errstr)) != 0)
+			{
+				fprintf(stderr, "kafka_admin: %s\n", errstr);
+				return 1;
+			}
+			rd_kafka_DescribeConfigs(rk, &res, 1, opts, queue);
+			ev = rd_kafka_queue_poll(queue, 60000);
+			rd_kafka_AdminOptions_destroy(opts);
+		}
 		if (ev && !rd_kafka_event_error(ev))
 		{
 			size_t		n,
