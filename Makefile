@@ -6,6 +6,7 @@
 #   make fleet-bench            1,024 lease holders on a 3-node ZooKeeper: time
 #                               to lease, leases lost when the leader is killed
 #   make demo                   scratch clusters issuing and decoding IDs
+#                               (FLEET=1: three clusters on the ensemble and 3 brokers)
 #   make services-up/-down      start/stop ZooKeeper, Redis and Kafka on loopback
 #                               (FLEET=1: and the 3-node ZooKeeper and Kafka fleet)
 
@@ -98,7 +99,7 @@ fleet-bench:
 	@test/bench/fleet_lease.sh
 
 demo:
-	@test/demo/demo.sh
+	@if [ "$(FLEET)" = 1 ]; then test/demo/fleet.sh; else test/demo/demo.sh; fi
 
 # Real services on loopback (ZooKeeper, Redis, Kafka); addresses in
 # $(GUID_RUN_DIR)/services/services.env.  FLEET=1: also a 3-server ZooKeeper
