@@ -44,6 +44,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../services/lib.sh
 . "$ROOT/test/services/lib.sh"
+# shellcheck source=stream.sh
+. "$ROOT/test/bench/stream.sh"
 
 DIR=$GUID_RUN_DIR/bench
 
@@ -116,21 +118,6 @@ rule() {
 # section NAME: true if the section NAME is to run (BENCH_ONLY).
 section() {
 	[ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]
-}
-
-# free_port: a TCP port nothing listens on, as PostgreSQL::Test::Cluster
-# picks them: from a random start in the dynamic range, the first free one.
-free_port() {
-	local port=$((49152 + RANDOM % 16000)) i
-	for ((i = 0; i < 1000; i++, port++)); do
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
-			! grep -q ":$(printf '%04X' "$port") " /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
-			echo "$port"
-			return 0
-		fi
-	done
-	echo "bench: no free port" >&2
-	return 1
 }
 
 # at_exit CMD: run CMD when the script exits (in the order added).
@@ -597,35 +584,14 @@ cleanup_audit() {
 	"$ROOT/test/services/kafka.sh" stop "$KAFKA_DIR"
 }
 at_exit cleanup_audit
-audit_conf=("guid.node_id = 5" "wal_level = logical" "guid.kafka_brokers = '127.0.0.1:$KAFKA_PORT'")
-if "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
-	audit_conf+=("output_plugin_libraries = 'pgoutput, test_decoding, guid'")
-fi
-scratch_stop "$ADIR"
-run_dir_make "$ADIR"
-scratch_start "$ADIR" "$APORT" "${audit_conf[@]}"
+STREAM_WORK=$DIR
+stream_cluster_start "$ADIR" "$APORT" "127.0.0.1:$KAFKA_PORT" 5
 qa() {
-	scratch_psql "$ADIR" "$APORT" -At -c "$1"
+	stream_q "$1"
 }
-qa 'CREATE EXTENSION guid'
 qa "$BENCH_MS_SQL"
-for _ in $(seq 1 600); do
-	[ "$(qa "SELECT publisher_state FROM guid.status")" = streaming ] && break
-	sleep 0.1
-done
-[ "$(qa "SELECT publisher_state FROM guid.status")" = streaming ] ||
-	{ echo "bench: the publisher did not start: $(qa 'SELECT publisher_error FROM guid.status')" >&2; exit 1; }
 atime_ms() {
 	qa "SELECT round(bench_ms(\$bench\$$1\$bench\$)::numeric, 1)"
-}
-wait_published_rows() {
-	local want=$1 i
-	for ((i = 0; i < 6000; i++)); do
-		[ "$(qa "SELECT rows_published >= $want FROM guid.status")" = t ] && return 0
-		sleep 0.01
-	done
-	echo "bench: the publisher did not publish $want rows: $(qa 'SELECT publisher_error FROM guid.status')" >&2
-	exit 1
 }
 
 # the cost of the audit row: guid_next('svc') beside guid_next()
@@ -672,47 +638,15 @@ pp_tps=$(median $pp_runs)
 pa_tps=$(median $pa_runs)
 # shellcheck disable=SC2086
 pr_tps=$(median $pr_runs)
-# let the publisher catch up before the next part
-wait_published_rows "$(qa 'SELECT count(*) FROM guid.audit')"
-
-# sustained rate into Kafka: a backlog of DRAIN_N rows (in transactions of
-# 1000) held back with the test pause, then released and timed to the end
-qa "ALTER SYSTEM SET guid.publisher_test_pause = 'before_produce'" >/dev/null
-qa "SELECT pg_reload_conf()" >/dev/null
-base=$(qa "SELECT count(*) FROM guid.audit")
-load_start=$(now_ms)
-echo "SELECT count(guid_next('drain')) FROM generate_series(1, 1000);" >"$DIR/pgbench-drain.sql"
-as_pg pgbench -n -c 2 -j 2 -t $((DRAIN_N / 2000)) -h "$ADIR" -p "$APORT" -U postgres \
-	-f "$DIR/pgbench-drain.sql" postgres >/dev/null 2>"$DIR/pgbench.err" ||
-	{ cat "$DIR/pgbench.err" >&2; exit 1; }
-load_ms=$(($(now_ms) - load_start))
-pub_before=$(qa "SELECT rows_published FROM guid.status")
-commits_before=$(qa "SELECT kafka_commits FROM guid.status")
-t0=$(now_ms)
-qa "ALTER SYSTEM RESET guid.publisher_test_pause" >/dev/null
-qa "SELECT pg_reload_conf()" >/dev/null
-wait_published_rows "$((pub_before + DRAIN_N))"
-drain_ms=$(($(now_ms) - t0))
-drain_commits=$(($(qa "SELECT kafka_commits FROM guid.status") - commits_before))
-# and the topic has them all, once (kcat, read_committed)
-in_topic=$(kcat -C -b "127.0.0.1:$KAFKA_PORT" -t guid_assignments -X isolation.level=read_committed \
-	-o beginning -e -q -f '%k\n' | grep -c '^drain$' || true)
-[ "$in_topic" = "$DRAIN_N" ] || { echo "bench: $in_topic drain rows in the topic, not $DRAIN_N" >&2; exit 1; }
-
-# commit-to-consumer latency at a fixed 5,000 rows/s (single-row transactions),
-# measured by the reference consumer from created_at to arrival
-lat_out=$DIR/latency.out
-"$ROOT/guid_consumer" --brokers "127.0.0.1:$KAFKA_PORT" --topic guid_assignments --latency-only \
-	--idle-exit 3 >"$lat_out" 2>"$DIR/latency.err" &
-lat_pid=$!
-sleep 2
-echo "SELECT guid_next('latency');" >"$DIR/pgbench-lat.sql"
-rate_out=$(as_pg pgbench -n -c 4 -j 2 -R 5000 -T "$PGBENCH_SECONDS" -h "$ADIR" -p "$APORT" -U postgres \
-	-f "$DIR/pgbench-lat.sql" postgres 2>"$DIR/pgbench.err") || { cat "$DIR/pgbench.err" >&2; exit 1; }
-wait "$lat_pid" || { cat "$DIR/latency.err" >&2; exit 1; }
-lat_tps=$(awk '/^tps = / { print $3; exit }' <<<"$rate_out")
-read -r lat_n lat_p50 lat_p99 lat_max < <(awk '/^latency_ms/ { print $3, $5, $7, $9 }' "$lat_out")
-commit_ms=$(qa "SELECT round(kafka_commit_ms::numeric, 1) FROM guid.status")
+# sustained rate into Kafka, then latency at 5,000 rows/s (test/bench/stream.sh)
+stream_drain "$DRAIN_N" drain
+stream_latency "$PGBENCH_SECONDS" latency
+load_ms=$STREAM_LOAD_MS
+drain_ms=$STREAM_DRAIN_MS
+drain_commits=$STREAM_DRAIN_COMMITS
+lat_tps=$STREAM_LAT_TPS
+lat_n=$STREAM_LAT_N lat_p50=$STREAM_LAT_P50 lat_p99=$STREAM_LAT_P99 lat_max=$STREAM_LAT_MAX
+commit_ms=$STREAM_COMMIT_MS
 
 echo "Audit stream: guid_next(service) and the publisher into a local KRaft Kafka (median of repeats)"
 printf '%-60s %12s %10s\n' "bulk $AUDIT_N guid_next() (ms)" "$(fmt '%.1f' "$plain_ms")" "1.00x"
