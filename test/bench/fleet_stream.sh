@@ -23,6 +23,9 @@
 #   FLEET_STREAM_REPEATS     repeats (default 3)
 #   FLEET_STREAM_ROWS        backlog rows, a multiple of 2000 (default 200000)
 #   FLEET_STREAM_SECONDS     length of the 5,000 rows/s run (default 10)
+#   FLEET_STREAM_CLIENTS     pgbench clients of that run (default 16: each
+#                            waits for its commit's WAL flush; bench.sh's 4
+#                            reach about 1,300 tps on this machine's disk)
 #   FLEET_STREAM_KAFKA_PORT  the one broker's port (its controller takes the
 #                            next); the three brokers take +10, +12, +14 from
 #                            it (default GUID_KAFKA_PORT+20: inside the
@@ -40,6 +43,7 @@ cd "$ROOT"
 REPEATS=${FLEET_STREAM_REPEATS:-3}
 ROWS=${FLEET_STREAM_ROWS:-200000}
 SECONDS_RUN=${FLEET_STREAM_SECONDS:-10}
+CLIENTS=${FLEET_STREAM_CLIENTS:-16}
 K1_PORT=${FLEET_STREAM_KAFKA_PORT:-$((${GUID_KAFKA_PORT:-59092} + 20))}
 K3_PORT=$((K1_PORT + 10))
 RUN=$GUID_RUN_DIR/fleet-stream
@@ -105,7 +109,7 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
 		stream_drain "$ROWS" "drain$rep"
 		add rate "$b" "$(awk -v n="$ROWS" -v ms="$STREAM_DRAIN_MS" 'BEGIN { printf "%.0f", n / ms * 1000 }')"
 		add dcommits "$b" "$STREAM_DRAIN_COMMITS"
-		stream_latency "$SECONDS_RUN" "lat$rep"
+		stream_latency "$SECONDS_RUN" "lat$rep" "$CLIENTS"
 		add tps "$b" "$STREAM_LAT_TPS"
 		add p50 "$b" "$STREAM_LAT_P50"
 		add p99 "$b" "$STREAM_LAT_P99"
@@ -133,7 +137,7 @@ echo "  medians of $REPEATS repeats (each repeat: 1 broker | 3 brokers)"
 printf '  %-52s %10s %10s\n' "" "1 broker" "3 brokers"
 row "backlog of $ROWS rows into Kafka, exactly once (rows/s)" rate
 row "  Kafka transactions it took" dcommits
-row "single-row transactions at -R 5000 (achieved tps)" tps
+row "single-row transactions at -R 5000, $CLIENTS clients (achieved tps)" tps
 row "  created_at -> consumer latency p50 (ms)" p50
 row "  created_at -> consumer latency p99 (ms)" p99
 row "  created_at -> consumer latency max (ms)" max

@@ -58,10 +58,10 @@ stream_now_ms() {
 	date +%s%3N
 }
 
-# stream_wait_streaming: wait (up to 60 s) until the publisher streams.
+# stream_wait_streaming: wait (up to 5 minutes) until the publisher streams.
 stream_wait_streaming() {
-	local i
-	for ((i = 0; i < 600; i++)); do
+	local deadline=$(($(stream_now_ms) + 300000))
+	while [ "$(stream_now_ms)" -lt "$deadline" ]; do
 		[ "$(stream_q "SELECT publisher_state FROM guid.status")" = streaming ] && return 0
 		sleep 0.1
 	done
@@ -69,10 +69,12 @@ stream_wait_streaming() {
 	return 1
 }
 
-# stream_wait_published N: wait (up to 60 s) until rows_published >= N.
+# stream_wait_published N: wait until rows_published >= N, polling every
+# 10 ms: up to 10 minutes (a shared machine can be very slow; the figures
+# say how long it took, this only catches a publisher that is stuck).
 stream_wait_published() {
-	local want=$1 i
-	for ((i = 0; i < 6000; i++)); do
+	local want=$1 deadline=$(($(stream_now_ms) + 600000))
+	while [ "$(stream_now_ms)" -lt "$deadline" ]; do
 		[ "$(stream_q "SELECT rows_published >= $want FROM guid.status")" = t ] && return 0
 		sleep 0.01
 	done
@@ -111,8 +113,10 @@ stream_drain() {
 	[ "$in_topic" = "$n" ] || { echo "stream: $in_topic $svc rows in the topic, not $n" >&2; return 1; }
 }
 
-# stream_latency SECONDS SERVICE: commit-to-consumer latency at a fixed
-# 5,000 rows/s (pgbench -R 5000, 4 clients, single-row transactions of
+# stream_latency SECONDS SERVICE [CLIENTS]: commit-to-consumer latency at a
+# fixed 5,000 rows/s (pgbench -R 5000, CLIENTS clients (default 4: each waits
+# for its commit's WAL flush, so a slow disk needs more to reach the rate),
+# single-row transactions of
 # service SERVICE) for SECONDS, measured by the reference consumer
 # (guid_consumer --latency-only, read_committed) from each row's created_at,
 # taken inside the inserting transaction, to its poll.  Sets STREAM_LAT_TPS
@@ -120,7 +124,7 @@ stream_drain() {
 # (ms), STREAM_LAT_COMMITS (Kafka transactions during the run) and
 # STREAM_COMMIT_MS (guid.status kafka_commit_ms, the last commit's time).
 stream_latency() {
-	local secs=$1 svc=$2 lat_pid out out_rate commits_before
+	local secs=$1 svc=$2 clients=${3:-4} lat_pid out out_rate commits_before
 	out=$STREAM_WORK/latency.out
 	stream_wait_published "$(stream_q 'SELECT count(*) FROM guid.audit')" || return 1
 	"$ROOT/guid_consumer" --brokers "$STREAM_BROKERS" --topic guid_assignments --latency-only \
@@ -129,7 +133,7 @@ stream_latency() {
 	sleep 2		# the consumer's assignment (it starts at the end of the partition)
 	commits_before=$(stream_q "SELECT kafka_commits FROM guid.status")
 	echo "SELECT guid_next('$svc');" >"$STREAM_WORK/pgbench-lat.sql"
-	out_rate=$(as_pg pgbench -n -c 4 -j 2 -R 5000 -T "$secs" -h "$STREAM_DIR" -p "$STREAM_PORT" -U postgres \
+	out_rate=$(as_pg pgbench -n -c "$clients" -j 2 -R 5000 -T "$secs" -h "$STREAM_DIR" -p "$STREAM_PORT" -U postgres \
 		-f "$STREAM_WORK/pgbench-lat.sql" postgres 2>"$STREAM_WORK/pgbench.err") ||
 		{ cat "$STREAM_WORK/pgbench.err" >&2; kill "$lat_pid" 2>/dev/null; return 1; }
 	wait "$lat_pid" || { cat "$STREAM_WORK/latency.err" >&2; return 1; }
