@@ -26,6 +26,8 @@
 #   FLEET_STREAM_CLIENTS     pgbench clients of that run (default 16: each
 #                            waits for its commit's WAL flush; bench.sh's 4
 #                            reach about 1,300 tps on this machine's disk)
+#   FLEET_STREAM_CONF        a postgresql.conf line for both clusters, e.g.
+#                            "guid.publisher_conninfo = 'host=127.0.0.1'"
 #   FLEET_STREAM_KAFKA_PORT  the one broker's port (its controller takes the
 #                            next); the three brokers take +10, +12, +14 from
 #                            it (default GUID_KAFKA_PORT+20: inside the
@@ -81,9 +83,12 @@ test/services/kafka.sh start "$RUN/kafka3" "$K3_PORT" 3 >"$RUN/kafka3.log" 2>&1 
 echo "  Kafkas up (1 broker; 3 brokers) in $(($(stream_now_ms) - start)) ms"
 
 P1=$(free_port)
-stream_cluster_start "$RUN/pg1" "$P1" "$BROKERS1" 1
+extra=()
+[ -n "${FLEET_STREAM_CONF:-}" ] && extra=("$FLEET_STREAM_CONF")
+stream_cluster_start "$RUN/pg1" "$P1" "$BROKERS1" 1 "${extra[@]}"
 P3=$(free_port)
-stream_cluster_start "$RUN/pg3" "$P3" "$BROKERS3" 3
+stream_cluster_start "$RUN/pg3" "$P3" "$BROKERS3" 3 "${extra[@]}"
+[ -n "${FLEET_STREAM_CONF:-}" ] && echo "  both clusters with: $FLEET_STREAM_CONF"
 topic3=$(kcat -L -b "$BROKERS3" -t guid_assignments 2>/dev/null |
 	awk '/partition 0,/ { sub(/.*replicas: /, ""); sub(/, isrs.*/, ""); print "replicas " $0 }')
 echo "  data topic on 3 brokers: ${topic3:-unknown}"

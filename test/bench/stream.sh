@@ -31,20 +31,23 @@ free_port() {
 	return 1
 }
 
-# stream_cluster_start DIR PORT BROKERS NODE_ID: a fresh scratch cluster in
-# DIR on PORT publishing to BROKERS (wal_level logical, node id NODE_ID), the
+# stream_cluster_start DIR PORT BROKERS NODE_ID [CONF_LINE...]: a fresh
+# scratch cluster in DIR on PORT publishing to BROKERS (wal_level logical,
+# node id NODE_ID, and the given postgresql.conf lines), the
 # extension created, its publisher streaming; it becomes the measured one
 # (STREAM_DIR, STREAM_PORT, STREAM_BROKERS).  The caller stops it
 # (scratch_stop DIR).
 stream_cluster_start() {
-	local conf=("guid.node_id = $4" "wal_level = logical" "guid.kafka_brokers = '$3'")
+	local dir=$1 port=$2 brokers=$3 conf=("guid.node_id = $4" "wal_level = logical" "guid.kafka_brokers = '$3'")
+	shift 4
+	conf+=("$@")
 	if "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
 		conf+=("output_plugin_libraries = 'pgoutput, test_decoding, guid'")
 	fi
-	scratch_stop "$1"
-	run_dir_make "$1"
-	scratch_start "$1" "$2" "${conf[@]}" || return 1
-	STREAM_DIR=$1 STREAM_PORT=$2 STREAM_BROKERS=$3
+	scratch_stop "$dir"
+	run_dir_make "$dir"
+	scratch_start "$dir" "$port" "${conf[@]}" || return 1
+	STREAM_DIR=$dir STREAM_PORT=$port STREAM_BROKERS=$brokers
 	stream_q 'CREATE EXTENSION guid' || return 1
 	stream_wait_streaming
 }
