@@ -119,8 +119,8 @@ stream_drain() {
 # stream_latency SECONDS SERVICE [CLIENTS]: commit-to-consumer latency at a
 # fixed 5,000 rows/s (pgbench -R 5000, CLIENTS clients (default 4: each waits
 # for its commit's WAL flush, so a slow disk needs more to reach the rate),
-# single-row transactions of
-# service SERVICE) for SECONDS, measured by the reference consumer
+# single-row transactions of service SERVICE) for SECONDS, measured by the
+# reference consumer
 # (guid_consumer --latency-only, read_committed) from each row's created_at,
 # taken inside the inserting transaction, to its poll.  Sets STREAM_LAT_TPS
 # (achieved), STREAM_LAT_N, STREAM_LAT_P50, STREAM_LAT_P99, STREAM_LAT_MAX
@@ -131,7 +131,7 @@ stream_latency() {
 	out=$STREAM_WORK/latency.out
 	stream_wait_published "$(stream_q 'SELECT count(*) FROM guid.audit')" || return 1
 	"$ROOT/guid_consumer" --brokers "$STREAM_BROKERS" --topic guid_assignments --latency-only \
-		--idle-exit 3 >"$out" 2>"$STREAM_WORK/latency.err" &
+		--idle-exit 10 >"$out" 2>"$STREAM_WORK/latency.err" &
 	lat_pid=$!
 	sleep 2		# the consumer's assignment (it starts at the end of the partition)
 	commits_before=$(stream_q "SELECT kafka_commits FROM guid.status")
@@ -142,6 +142,7 @@ stream_latency() {
 	wait "$lat_pid" || { cat "$STREAM_WORK/latency.err" >&2; return 1; }
 	STREAM_LAT_COMMITS=$(($(stream_q "SELECT kafka_commits FROM guid.status") - commits_before))
 	STREAM_LAT_TPS=$(awk '/^tps = / { printf "%.0f", $3; exit }' <<<"$out_rate")
-	read -r STREAM_LAT_N STREAM_LAT_P50 STREAM_LAT_P99 STREAM_LAT_MAX < <(awk '/^latency_ms/ { print $3, $5, $7, $9 }' "$out")
+	read -r STREAM_LAT_N STREAM_LAT_P50 STREAM_LAT_P99 STREAM_LAT_MAX < <(awk '/^latency_ms/ { print $3, $5, $7, $9 }' "$out") ||
+		{ echo "stream: the consumer measured nothing (it leaves after 10 s without a row): $(cat "$STREAM_WORK/latency.err")" >&2; return 1; }
 	STREAM_COMMIT_MS=$(stream_q "SELECT round(kafka_commit_ms::numeric, 1) FROM guid.status")
 }
