@@ -11,11 +11,14 @@
 #  3. two of the three servers stopped (SIGSTOP; quorum lost) until every
 #     cluster is fenced (SQLSTATE 53000), then resumed.
 #
-# After faults 1 and 2 (outages shorter than the fencing deadline): no call
-# failed (the issue-13 promise, now with several clusters on the shared
-# ensemble).  After fault 3: every cluster fenced before its session could
-# expire, and issuing again once resumed (same lease or a new one), above
-# everything it issued before.  After each: every ID unique across the
+# After faults 1 and 2: no call failed (the issue-13 promise, now with
+# several clusters on the shared ensemble), provided the ensemble had a
+# leader again within the 12 s the lease rides through, which the test
+# measures (a few hundred ms to 2 s here; once, ZooKeeper took 61 s: then
+# calls may fence, with 53000 only, and the test says so).  After fault 3:
+# every cluster fenced before its session could expire, and issuing again
+# once resumed (same lease or a new one), above everything it issued
+# before.  After each: every ID unique across the
 # three clusters, increasing in each session and above the phase before,
 # distinct node ids, and the read_committed topic holding exactly the union
 # of the committed audit rows of the three clusters, each message naming
