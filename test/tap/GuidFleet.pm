@@ -12,7 +12,6 @@ use strict;
 use warnings;
 
 use FindBin;
-use IO::Socket::INET;
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -142,6 +141,8 @@ sub fleet_topic_replication_everywhere
 # resume it.  fleet_zk_all_up() puts the ensemble back as it was: call it
 # in an END block, so that the fleet is whole for the next test even when
 # this one dies half-way.
+
+use IO::Socket::INET;
 
 push @GuidFleet::EXPORT, qw(fleet_zk_port fleet_zk_pid fleet_zk_kill fleet_zk_signal
   fleet_zk_resume fleet_zk_mode fleet_zk_leader fleet_zk_serving fleet_zk_all_up);
