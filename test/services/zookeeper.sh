@@ -69,7 +69,7 @@ zk_launch() {
 	local sdir=$1 heap=256m
 	[ -f "$sdir/data/myid" ] && heap=128m
 	nohup java -Xmx$heap -Dzookeeper.log.dir="$sdir" -Dzookeeper.jmx.log4j.disable=true \
-		-cp "$sdir/conf:/usr/share/java/zookeeper.jar" \
+		-cp "$sdir/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar" \
 		org.apache.zookeeper.server.quorum.QuorumPeerMain "$sdir/conf/zoo.cfg" \
 		>>"$sdir/stdout.log" 2>&1 </dev/null &
 	echo $! >"$sdir/zookeeper.pid"

@@ -134,4 +134,142 @@ sub fleet_topic_replication_everywhere
 	return $want;
 }
 
+# --- The fleet's ZooKeeper ensemble: faults on its own servers -------------------
+#
+# Servers are numbered 1..3 as in zookeeper.sh (DIR/<n>, myid n); each runs
+# as the PostgreSQL user from its pid file, so a test may kill, freeze and
+# resume it.  fleet_zk_all_up() puts the ensemble back as it was: call it
+# in an END block, so that the fleet is whole for the next test even when
+# this one dies half-way.
+
+use IO::Socket::INET;
+
+push @GuidFleet::EXPORT, qw(fleet_zk_port fleet_zk_pid fleet_zk_kill fleet_zk_signal
+  fleet_zk_resume fleet_zk_mode fleet_zk_leader fleet_zk_serving fleet_zk_all_up);
+
+# fleet_zk_port($n): the client port of server $n (from its zoo.cfg).
+sub fleet_zk_port
+{
+	my $n = shift;
+	my $cfg = slurp_file(fleet()->{zookeeper_dir} . "/$n/conf/zoo.cfg");
+	$cfg =~ /^clientPort=(\d+)$/m or die "no clientPort in the zoo.cfg of server $n";
+	return $1;
+}
+
+# fleet_zk_pid($n): the pid of server $n if its process exists (running or
+# stopped), else undef.
+sub fleet_zk_pid
+{
+	my $n = shift;
+	my $file = fleet()->{zookeeper_dir} . "/$n/zookeeper.pid";
+	return undef unless -f $file;
+	my $pid = slurp_file($file);
+	chomp $pid;
+	return kill(0, $pid) ? $pid : undef;
+}
+
+# fleet_zk_kill($n): kill -9 server $n (thawed first if stopped); returns
+# once it is gone.
+sub fleet_zk_kill
+{
+	my $n = shift;
+	my $pid = fleet_zk_pid($n) or die "ZooKeeper server $n is not running";
+	kill 'KILL', $pid or die "kill -9 $pid: $!";
+	for (1 .. 600)
+	{
+		return unless kill 0, $pid;
+		select(undef, undef, undef, 0.05);
+	}
+	die "ZooKeeper server $n (pid $pid) survived kill -9";
+}
+
+# fleet_zk_signal($n, 'STOP' | 'CONT'): freeze or thaw server $n.
+sub fleet_zk_signal
+{
+	my ($n, $sig) = @_;
+	my $pid = fleet_zk_pid($n) or die "ZooKeeper server $n is not running";
+	kill $sig, $pid or die "kill -$sig $pid: $!";
+}
+
+# fleet_zk_resume($n): start server $n again with its data; returns once it
+# serves (as leader or follower).
+sub fleet_zk_resume
+{
+	my $n = shift;
+	system_or_bail("$services/zookeeper.sh", 'resume', fleet()->{zookeeper_dir} . "/$n");
+}
+
+# fleet_zk_four($n, $cmd): a four-letter command's answer from server $n
+# ('' when it does not answer within 3 s).
+sub fleet_zk_four
+{
+	my ($n, $cmd) = @_;
+	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => fleet_zk_port($n), Timeout => 2)
+	  or return '';
+	print $sock $cmd;
+	local $/;
+	my $out = eval {
+		local $SIG{ALRM} = sub { die "timeout\n" };
+		alarm 3;
+		my $o = <$sock>;
+		alarm 0;
+		$o;
+	};
+	alarm 0;
+	close $sock;
+	return $out // '';
+}
+
+# fleet_zk_mode($n): 'leader', 'follower' or '' (not serving).
+sub fleet_zk_mode
+{
+	my $n = shift;
+	return '' unless fleet_zk_pid($n);
+	return fleet_zk_four($n, 'srvr') =~ /^Mode: (leader|follower)$/m ? $1 : '';
+}
+
+# fleet_zk_leader(): the server (1..3) that leads, undef if none does.
+sub fleet_zk_leader
+{
+	for my $n (1 .. 3)
+	{
+		return $n if fleet_zk_mode($n) eq 'leader';
+	}
+	return undef;
+}
+
+# fleet_zk_serving($session): the server (1..3) a session ('0x...', as
+# guid.status shows it) is connected to (its "cons" lists it), undef if
+# none.
+sub fleet_zk_serving
+{
+	my $session = shift;
+	(my $hex = $session) =~ s/^0x0*//;
+	for my $n (1 .. 3)
+	{
+		next unless fleet_zk_pid($n);
+		return $n if fleet_zk_four($n, 'cons') =~ /sid=0x0*\Q$hex\E\b/;
+	}
+	return undef;
+}
+
+# fleet_zk_all_up(): every server runs (stopped ones thawed, dead ones
+# resumed), one leads and the other two follow.
+sub fleet_zk_all_up
+{
+	for my $n (1 .. 3)
+	{
+		my $pid = fleet_zk_pid($n);
+		if ($pid) { kill 'CONT', $pid; }
+		else { fleet_zk_resume($n); }
+	}
+	for (1 .. 1200)
+	{
+		my @modes = map { fleet_zk_mode($_) } 1 .. 3;
+		return 1 if (grep { $_ eq 'leader' } @modes) == 1 && (grep { $_ eq 'follower' } @modes) == 2;
+		select(undef, undef, undef, 0.1);
+	}
+	die 'the fleet ZooKeeper ensemble does not serve with one leader and two followers';
+}
+
 1;
