@@ -290,12 +290,15 @@ note(sprintf('figure: memory of %d clusters under load (shared_buffers 16MB, %d 
 my $victim = $nodes[-1];
 my $victim_sysid = system_identifier($victim);
 
-# topic_end(): the high watermark of partition 0 of the data topic.
+# topic_end(): the offset of the last message of the data topic (0 if none
+# among the last 100 offsets, which may all be transaction markers).
 sub topic_end
 {
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'kcat', '-Q', '-b', $brokers, '-t', "$topic:0:-1" ], '>', \$out, '2>', \$err);
-	return $out =~ /\[0\] offset (\d+)/ ? $1 : 0;
+	IPC::Run::run([ 'kcat', '-C', '-b', $brokers, '-t', $topic, '-p', '0', '-o', '-100', '-e', '-q',
+		'-X', 'isolation.level=read_uncommitted', '-f', '%o\n' ], '>', \$out, '2>', \$err);
+	my @o = $out =~ /^(\d+)$/mg;
+	return @o ? $o[-1] : 0;
 }
 
 # first_new_row($from_offset, $after_epoch, $streaming_epoch): when (epoch,
@@ -315,12 +318,16 @@ sub first_new_row
 	my $until = time + $patience;
 	while (time < $until)
 	{
+		# each poll reads on from where the last one stopped (at the last
+		# stable offset): a read_committed reader gets nothing before it later
 		my ($out, $err) = ('', '');
 		IPC::Run::run([ 'kcat', '-C', '-b', $brokers, '-t', $topic, '-p', '0', '-o', $from, '-e', '-q',
-			'-X', 'isolation.level=read_committed', '-f', '%s\n' ], '>', \$out, '2>', \$err);
+			'-X', 'isolation.level=read_committed', '-f', '%o %s\n' ], '>', \$out, '2>', \$err);
 		my $now = time;
 		for (split /\n/, $out)
 		{
+			next unless /^(\d+) /;
+			$from = $1 + 1;
 			next unless /"guid":"(\d+)"/;
 			my $ms = ($1 >> 22) + $guid_epoch_ms;
 			my $mine = /"system_identifier":"?\Q$victim_sysid\E\b/;
