@@ -381,11 +381,11 @@ sub restart_check
 	my @stuck = grep { $others->{$_} <= $others_before->{$_} } keys %$others;
 	is(scalar(@stuck), 0, "$label: the 7 other clusters published meanwhile")
 	  or diag "stuck: @stuck";
-	my $ms = sub { defined $_[0] ? sprintf('%.0f', ($_[0] - $killed_at) * 1000) : 'never' };
-	my $f = sprintf('%s: streaming again after %.0f ms, first new row in the read_committed topic after %s ms '
-		  . '(a row another cluster issued after the restart: %s ms; the other clusters\' publish lag then: up to %.1f s)',
+	my $ms = sub { defined $_[0] ? sprintf('%.0f ms', ($_[0] - $killed_at) * 1000) : 'never' };
+	my $f = sprintf('%s: streaming again after %.0f ms, first new row in the read_committed topic after %s '
+		  . '(a row another cluster issued after the restart: %s; the other clusters\' publish lag then: up to %.1f s)',
 		$label, $streaming_ms // -1, $ms->($row_at),
-		defined $others_at || !defined $row_at ? $ms->($others_at) : 'not before', $others_lag);
+		defined $others_at || !defined $row_at ? $ms->($others_at) : 'not before it', $others_lag);
 	note("figure: publisher restart with 7 other clusters streaming, $f");
 }
 
