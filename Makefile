@@ -5,7 +5,8 @@
 #   make bench                  print the benchmark table
 #   make fleet-bench            1,024 lease holders on a 3-node ZooKeeper: time
 #                               to lease, leases lost when the leader is killed;
-#                               the audit stream on 3 brokers beside 1
+#                               the audit stream on 3 brokers beside 1;
+#                               8 clusters: a publisher restart, their memory
 #   make demo                   scratch clusters issuing and decoding IDs
 #                               (FLEET=1: three clusters on the ensemble and 3 brokers)
 #   make services-up/-down      start/stop ZooKeeper, Redis and Kafka on loopback
@@ -99,6 +100,7 @@ bench: guid_consumer
 fleet-bench:
 	@test/bench/fleet_lease.sh
 	@test/bench/fleet_stream.sh
+	@test/bench/fleet_clusters.sh
 
 demo:
 	@if [ "$(FLEET)" = 1 ]; then test/demo/fleet.sh; else test/demo/demo.sh; fi

@@ -3,8 +3,10 @@
 #
 # ZooKeeper (Debian's package, run with java) on loopback, with its data,
 # log and pid file under DIR.  tickTime is 500 ms and sessions may be 1 s to
-# 60 s long, so tests can use short session timeouts.  Never touches a
-# system-wide instance.
+# 60 s long, so tests can use short session timeouts.  maxClientCnxns=0: no
+# limit of connections from one address (ZooKeeper's default, 60, refuses
+# a fleet's worth of sessions, which all come from 127.0.0.1 here).  Never
+# touches a system-wide instance.
 #
 # SERVERS 1 (the default): a standalone server on 127.0.0.1:PORT.
 # SERVERS 3: an ensemble (one quorum) of servers 1..3 in DIR/1..DIR/3;
@@ -51,6 +53,7 @@ clientPort=$port
 clientPortAddress=127.0.0.1
 minSessionTimeout=1000
 maxSessionTimeout=60000
+maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,stat,dump,cons
 $quorum
