@@ -494,7 +494,7 @@ $lock->quit;
 $res = collect($slow, out => "$dir/drain");
 is($res->{status}{200}, 1, '... which is answered 200');
 $gw->finish;
-is($gw->result, 0, '... then it exits 0');
+is($gw->full_result(0), 0, '... then it exits 0');
 is($node->safe_psql('postgres', "SELECT count(*) FROM guid.audit WHERE service = 'drain'"), 1,
 	'... and the ID it issued is recorded');
 
