@@ -168,7 +168,7 @@ extern void GwMetricsRequest(GwEndpoint ep, int status, double seconds);
 extern void GwMetricsIds(GwKind kind, int n);
 extern void GwMetricsRateLimited(void);
 extern void GwMetricsAuthFailure(void);
-extern void GwMetricsQuery(int jobs, int ids);
+extern void GwMetricsQuery(int jobs);
 
 /* Renders /metrics; status is a finished GW_STATUS job (or failed).
  * Returns a malloc'd string. */
@@ -188,6 +188,7 @@ typedef struct GwRequest
 	size_t		body_len;
 	volatile int waiting;		/* 1 while the job is queued or running */
 	bool		submitted;
+	bool		array;			/* generate: count given and above 1 */
 	char		id_text[40];	/* status: the id as asked, to echo */
 	GwJob		job;
 } GwRequest;

@@ -218,7 +218,7 @@ GwGenerateStart(GwRequest *req)
 		return GwRespond(req, 429, body, MHD_HTTP_HEADER_RETRY_AFTER, ra);
 	}
 	req->job.count = (int) n;
-	snprintf(req->id_text, sizeof(req->id_text), "%s", count ? "array" : "");
+	req->array = count != NULL && n > 1;
 	return GwSubmit(req);
 }
 
@@ -257,7 +257,7 @@ int
 GwGenerateFinish(GwRequest *req)
 {
 	GwJob	   *job = &req->job;
-	bool		array = req->id_text[0] != '\0' && job->count > 1;
+	bool		array = req->array;
 	size_t		cap = (size_t) job->rows * 160 + 16;
 	char	   *body;
 	size_t		len = 0;

@@ -75,7 +75,7 @@ GwMetricsAuthFailure(void)
 }
 
 void
-GwMetricsQuery(int jobs, int ids)
+GwMetricsQuery(int jobs)
 {
 	atomic_fetch_add_explicit(&queries, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&query_jobs, (unsigned long) jobs, memory_order_relaxed);

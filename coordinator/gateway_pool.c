@@ -256,7 +256,6 @@ pool_run(PoolWorker *w, GwJob *batch, int ids)
 
 	if (!pool_connect(w, err, sizeof(err)))
 	{
-		GwLog("%s", err);
 		pool_fail(batch, 503, NULL, err);
 		return;
 	}
@@ -277,7 +276,6 @@ pool_run(PoolWorker *w, GwJob *batch, int ids)
 		snprintf(err, sizeof(err), "%s", msg ? msg : PQerrorMessage(w->conn));
 		if (strchr(err, '\n'))
 			*strchr(err, '\n') = '\0';
-		GwLog("query failed (%s): %s", state ? state : "no sqlstate", err);
 		PQclear(res);
 		if (PQstatus(w->conn) != CONNECTION_OK)
 		{
@@ -289,8 +287,7 @@ pool_run(PoolWorker *w, GwJob *batch, int ids)
 	}
 	for (GwJob *j = batch; j; j = j->next)
 		njobs++;
-	GwMetricsQuery(njobs, (batch->kind == GW_HEALTH || batch->kind == GW_STATUS ||
-						   batch->kind == GW_LOOKUP) ? 0 : ids);
+	GwMetricsQuery(njobs);
 	pool_distribute(batch, res);
 	PQclear(res);
 }

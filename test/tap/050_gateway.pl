@@ -122,6 +122,9 @@ sub call
 	return $r;
 }
 
+# field($r, $name): a field of a JSON object answer ('' for anything else)
+sub field { my ($r, $name) = @_; return ref $r->{json} eq 'HASH' ? $r->{json}{$name} // '' : ''; }
+
 sub start_gateway
 {
 	my ($conf, $log) = @_;
@@ -178,6 +181,10 @@ is(ref $r->{json}, 'ARRAY', 'count=3: an array');
 is(scalar @{ $r->{json} }, 3, '... of 3');
 my @three = map { $_->{guid} } @{ $r->{json} };
 ok($three[0] < $three[1] && $three[1] < $three[2], '... increasing IDs');
+
+$r = call('POST', '/guid/generate?count=1000', $hs->());
+my %k1000 = map { $_->{guid} => 1 } @{ ref $r->{json} eq 'ARRAY' ? $r->{json} : [] };
+is(scalar keys %k1000, 1000, 'count=1000: 1000 distinct IDs in one answer');
 
 $r = call('POST', '/guid/generate?service=payments&count=2', $hs->());
 is($r->{status}, 200, 'service=payments: 200');
@@ -253,7 +260,7 @@ for my $e (@errors)
 	my ($what, $method, $path, $token, $want) = @$e;
 	$r = call($method, $path, $token);
 	is($r->{status}, $want, "$what: $want");
-	ok(defined $r->{json} && $r->{json}{error} && $r->{json}{message}, "... a JSON error ($what)")
+	ok(field($r, 'error') && field($r, 'message'), "... a JSON error ($what)")
 	  or diag($r->{content});
 	if ($want == 401)
 	{
@@ -265,7 +272,7 @@ $r = call('POST', '/guid/generate', undef, 'Idempotency-Key' => 'k');
 is($r->{status}, 401, 'Idempotency-Key without a token: 401');
 $r = call('POST', '/guid/generate', $hs->(), 'Idempotency-Key' => 'k');
 is($r->{status}, 400, 'Idempotency-Key without service: 400');
-like($r->{json}{message}, qr/requires service/, '... says so');
+like(field($r, 'message'), qr/requires service/, '... says so');
 $r = call('POST', '/guid/generate?service=s&count=2', $hs->(), 'Idempotency-Key' => 'k');
 is($r->{status}, 400, 'Idempotency-Key with count=2: 400');
 $r = $http->request('POST', url('/guid/generate'),
@@ -297,7 +304,7 @@ $issued = ids_issued();
 $r = call('POST', '/guid/generate?count=5', $small);
 is($r->{status}, 429, 'right after: 429');
 like($r->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/, '... with Retry-After');
-is($r->{json}{error}, 'rate_limited', '... a JSON error');
+is(field($r, 'error'), 'rate_limited', '... a JSON error');
 is(ids_issued(), $issued, '... nothing generated');
 
 # clients(n => N, token => T, path => P, out => PREFIX, until => EPOCH |
@@ -370,15 +377,16 @@ sub metric
 	my ($name) = @_;
 	my $text = $http->get(url('/metrics'))->{content};
 	my $sum = 0;
-	$sum += $1 while $text =~ /^\Q$name\E(?:\{[^}]*\})? (\S+)$/mg;
+	my $labels = $name =~ /\{/ ? '' : '(?:\{[^}]*\})?';
+	$sum += $1 while $text =~ /^\Q$name\E$labels (\S+)$/mg;
 	return $sum;
 }
 
 # the limiter, measured in tokens: 4 clients asking count=10 as fast as
-# they can for 4 s; accepted IDs = burst + rate x window, within 5 %.
+# they can for 6 s; accepted IDs = burst + rate x window, within 5 %.
 my $limited_before = metric('guid_gateway_rate_limited_total');
 my $res = collect(clients(n => 4, token => jwt('HS256', claims(sub => 'ratetest'), 's3cret-for-guid-tests'),
-		path => '/guid/generate?count=10', out => "$dir/rate", until => time + 4), out => "$dir/rate");
+		path => '/guid/generate?count=10', out => "$dir/rate", until => time + 6), out => "$dir/rate");
 my $accepted = scalar @{ $res->{ids} };
 my $window = $res->{last} - $res->{first};
 my $expected = 1000 + 1000 * $window;
@@ -454,6 +462,38 @@ like($r->{content}, qr/^guid_up 1$/m, '... guid.status read');
 like($r->{content}, qr/^guid_mode\{mode="standalone"\} 1$/m, '... the mode');
 like($r->{content}, qr/^guid_ids_issued_total \d+$/m, '... IDs issued by the cluster');
 
+# --- a real Prometheus (Debian's) scraping /metrics -------------------------------------
+my $prom_port = PostgreSQL::Test::Cluster::get_free_port();
+PostgreSQL::Test::Utils::append_to_file("$dir/prometheus.yml", <<EOF);
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: guid_gateway
+    static_configs:
+      - targets: ['127.0.0.1:$gw_port']
+EOF
+my $prom = IPC::Run::start(
+	[ 'prometheus', "--config.file=$dir/prometheus.yml", "--storage.tsdb.path=$dir/prometheus-data",
+		"--web.listen-address=127.0.0.1:$prom_port" ],
+	'>', "$dir/prometheus.log", '2>&1');
+my $series = 'guid_gateway_requests_total{endpoint="generate",code="200"}';
+my $in_gateway = metric($series);
+my $prom_value;
+sub prom_query
+{
+	my ($q) = @_;
+	my $pr = $http->get("http://127.0.0.1:$prom_port/api/v1/query?" . $http->www_form_urlencode({ query => $q }));
+	return undef unless $pr->{status} == 200;
+	my $data = eval { decode_json($pr->{content}) } or return undef;
+	my $result = $data->{data}{result} // [];
+	return @$result ? $result->[0]{value}[1] : undef;
+}
+wait_for('Prometheus to scrape the gateway', sub { defined($prom_value = prom_query($series)) });
+is($prom_value, $in_gateway, "Prometheus scraped /metrics: its query API shows the request counter ($prom_value)");
+is(prom_query('up{job="guid_gateway"}'), 1, '... and the target up');
+$prom->signal('TERM');
+$prom->finish;
+
 # --- SIGHUP: keys and limits reloaded ---------------------------------------------------
 my $old_token = $hs->('alice');
 unlink $secret;
@@ -497,6 +537,27 @@ $gw->finish;
 is($gw->full_result(0), 0, '... then it exits 0');
 is($node->safe_psql('postgres', "SELECT count(*) FROM guid.audit WHERE service = 'drain'"), 1,
 	'... and the ID it issued is recorded');
+
+# --- TLS through libmicrohttpd ------------------------------------------------------------
+my ($tls_out, $tls_err) = ('', '');
+IPC::Run::run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+		'-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
+		'-keyout', "$dir/tls.key", '-out', "$dir/tls.crt" ], '>', \$tls_out, '2>', \$tls_err)
+  or die "openssl req: $tls_err";
+$gw_port = PostgreSQL::Test::Cluster::get_free_port();
+write_conf($gw_conf, "tls_cert_file = $dir/tls.crt\ntls_key_file = $dir/tls.key\n");
+$gw = IPC::Run::start([ 'guid_gateway', '--config', $gw_conf ], '>', "$dir/gateway-tls.log", '2>&1');
+my $body = '';
+wait_for('the TLS gateway', sub {
+	IPC::Run::run([ 'curl', '-s', '--cacert', "$dir/tls.crt", '-X', 'POST',
+			'-H', 'Authorization: Bearer ' . jwt('HS256', claims(sub => 'tls'), 'rotated-secret'),
+			"https://127.0.0.1:$gw_port/guid/generate" ], '>', \$body, '2>', \my $cerr);
+	return $body =~ /"guid":"\d+"/;
+});
+like($body, qr/"node_id":5/, 'with tls_cert_file and tls_key_file the gateway serves HTTPS');
+is($http->get(url('/healthz'))->{status}, 599, '... and not plain HTTP');
+$gw->signal('TERM');
+$gw->finish;
 
 $node->stop;
 done_testing();
