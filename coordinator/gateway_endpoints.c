@@ -274,7 +274,7 @@ GwGenerateFinish(GwRequest *req)
 	{
 		int			n = ep_id_json(req, r, body + len, cap - len - 2);
 
-		if (n < 0)
+		if (n < 0 || (size_t) n >= cap - len - 2)
 		{
 			free(body);
 			return GwRespondError(req, 500, "internal_error", "postgresql returned a bad id");

@@ -86,8 +86,9 @@ my ($gw_port, $gw, $gw_conf, $gw_log);
 
 sub write_conf
 {
-	my ($file, $extra) = @_;
-	my $conninfo = 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
+	my ($file, $extra, $pg) = @_;
+	$pg //= $node;
+	my $conninfo = 'host=' . $pg->host . ' port=' . $pg->port . ' dbname=postgres';
 	unlink $file;
 	PostgreSQL::Test::Utils::append_to_file($file, <<EOF . ($extra // ''));
 # guid_gateway config for 050_gateway.pl
@@ -537,6 +538,23 @@ $gw->finish;
 is($gw->full_result(0), 0, '... then it exits 0');
 is($node->safe_psql('postgres', "SELECT count(*) FROM guid.audit WHERE service = 'drain'"), 1,
 	'... and the ID it issued is recorded');
+
+# --- a cluster that cannot issue (no node id): 503, nothing generated ------------------
+my $noid = guid_node('gw_noid', node_id => undef);
+$gw_port = PostgreSQL::Test::Cluster::get_free_port();
+write_conf($gw_conf, '', $noid);
+$gw = start_gateway($gw_conf, "$dir/gateway-noid.log");
+$r = call('GET', '/healthz');
+is($r->{status}, 503, 'a cluster without a node id: /healthz 503');
+like(field($r, 'message'), qr/mode/, '... naming its mode');
+$r = call('POST', '/guid/generate', jwt('HS256', claims(sub => 'noid'), 'rotated-secret'));
+is($r->{status}, 503, '... POST /guid/generate 503');
+is($r->{headers}{'retry-after'}, 2, '... with Retry-After (retry_after = 2)');
+is(field($r, 'error'), 'unavailable', '... a JSON error');
+is($noid->safe_psql('postgres', 'SELECT ids_issued FROM guid.status'), 0, '... nothing issued');
+$gw->signal('TERM');
+$gw->finish;
+$noid->stop;
 
 # --- TLS through libmicrohttpd ------------------------------------------------------------
 my ($tls_out, $tls_err) = ('', '');
