@@ -323,6 +323,9 @@ sub clients
 			my $c = HTTP::Tiny->new(keep_alive => 1, timeout => 60);
 			open my $fh, '>', "$o{out}.$i" or POSIX::_exit(1);
 			$fh->autoflush(1) if $o{stopfile};
+			# one request first, so that the window starts with the connection
+			# open and HTTP::Tiny's modules loaded
+			$c->get(url('/healthz'));
 			my ($n, $first) = (0, time);
 			while (1)
 			{
