@@ -21,6 +21,15 @@ use MIME::Base64 qw(encode_base64url);
 use POSIX ();
 use Time::HiRes qw(time sleep);
 
+# What this test started, stopped even when it dies half way: the gateways,
+# Prometheus (IPC::Run harnesses) and the forked clients.
+my (@harnesses, @client_pids);
+END
+{
+	kill 'KILL', @client_pids if @client_pids;
+	eval { $_->kill_kill(grace => 5) } for @harnesses;
+}
+
 my $node = guid_node('gw', node_id => 5,
 	conf => "guid.redis = '$ENV{GUID_REDIS}'\nmax_connections = 40\n");
 my $dir = PostgreSQL::Test::Utils::tempdir();
@@ -130,6 +139,7 @@ sub start_gateway
 {
 	my ($conf, $log) = @_;
 	my $h = IPC::Run::start([ 'guid_gateway', '--config', $conf ], '>', $log, '2>&1');
+	push @harnesses, $h;
 	for (1 .. 300)
 	{
 		my $r = $http->get(url('/healthz'));
@@ -343,6 +353,7 @@ sub clients
 			POSIX::_exit(0);
 		}
 		push @pids, $pid;
+		push @client_pids, $pid;
 	}
 	return \@pids;
 }
@@ -352,6 +363,8 @@ sub collect
 {
 	my ($pids, %o) = @_;
 	waitpid($_, 0) for @$pids;
+	my %done = map { $_ => 1 } @$pids;
+	@client_pids = grep { !$done{$_} } @client_pids;
 	my %res = (status => {}, ids => [], no_retry_after => 0, first => 1e20, last => 0);
 	for my $i (1 .. scalar @$pids)
 	{
@@ -480,6 +493,7 @@ my $prom = IPC::Run::start(
 	[ 'prometheus', "--config.file=$dir/prometheus.yml", "--storage.tsdb.path=$dir/prometheus-data",
 		"--web.listen-address=127.0.0.1:$prom_port" ],
 	'>', "$dir/prometheus.log", '2>&1');
+push @harnesses, $prom;
 my $series = 'guid_gateway_requests_total{endpoint="generate",code="200"}';
 my $in_gateway = metric($series);
 my $prom_value;
@@ -568,6 +582,7 @@ IPC::Run::run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-da
 $gw_port = PostgreSQL::Test::Cluster::get_free_port();
 write_conf($gw_conf, "tls_cert_file = $dir/tls.crt\ntls_key_file = $dir/tls.key\n");
 $gw = IPC::Run::start([ 'guid_gateway', '--config', $gw_conf ], '>', "$dir/gateway-tls.log", '2>&1');
+push @harnesses, $gw;
 my $body = '';
 wait_for('the TLS gateway', sub {
 	IPC::Run::run([ 'curl', '-s', '--cacert', "$dir/tls.crt", '-X', 'POST',
