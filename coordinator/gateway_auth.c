@@ -16,7 +16,9 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,32 +62,87 @@ auth_verify(const GwConfig *cfg, const char *token, jwt_t **out)
 	return false;
 }
 
-/* Reads an integer claim; returns false if it is absent or not a number. */
-static bool
-auth_int_claim(jwt_t *jwt, const char *name, long *value)
+/*
+ * Reads a NumericDate claim (RFC 7519 2: a JSON number, possibly with a
+ * fraction).  Returns 1 and its value, 0 when it is absent, -1 when it is
+ * there but not a number: a claim that cannot be read is never ignored.
+ */
+static int
+auth_time_claim(jwt_t *jwt, const char *name, double *value)
 {
-	errno = 0;
-	*value = jwt_get_grant_int(jwt, name);
-	return errno == 0;
+	char	   *json = jwt_get_grants_json(jwt, name);
+	char	   *end;
+	int			ret = -1;
+
+	if (json == NULL)
+		return 0;
+	if (json[0] == '-' || isdigit((unsigned char) json[0]))
+	{
+		errno = 0;
+		*value = strtod(json, &end);
+		if (errno == 0 && *end == '\0' && isfinite(*value))
+			ret = 1;
+	}
+	free(json);
+	return ret;
 }
 
-/* aud may be a string or an array of strings (RFC 7519 4.1.3). */
+/*
+ * aud may be a string or an array of strings (RFC 7519 4.1.3).  The array
+ * comes as libjwt's compact JSON text: walked element by element, each a
+ * string compared whole (escaped as jansson escapes it); anything else in
+ * the array refuses the token.
+ */
 static bool
 auth_audience_ok(jwt_t *jwt, const char *want)
 {
 	const char *aud = jwt_get_grant(jwt, "aud");
 	char	   *json;
-	char		quoted[GW_MAX_CLIENT + 3];
-	bool		found;
+	char	   *escaped;
+	size_t		wlen;
+	const char *p;
+	bool		found = false;
 
 	if (aud != NULL)
 		return strcmp(aud, want) == 0;
 	if ((json = jwt_get_grants_json(jwt, "aud")) == NULL)
 		return false;
-	snprintf(quoted, sizeof(quoted), "\"%s\"", want);
-	found = json[0] == '[' && strstr(json, quoted) != NULL;
+	wlen = 6 * strlen(want) + 8;	/* \u00XX at worst: never cut short */
+	escaped = malloc(wlen);
+	GwJsonEscape(escaped, wlen, want);
+	wlen = strlen(escaped);
+	p = json;
+	if (*p++ != '[')
+		goto refused;
+	if (*p == ']')
+		goto refused;
+	for (;;)
+	{
+		const char *s;
+
+		if (*p++ != '"')
+			goto refused;
+		for (s = p; *p && *p != '"'; p++)
+			if (*p == '\\' && p[1])
+				p++;
+		if (*p != '"')
+			goto refused;
+		if ((size_t) (p - s) == wlen && strncmp(s, escaped, wlen) == 0)
+			found = true;
+		p++;
+		if (*p == ']' && p[1] == '\0')
+			break;
+		if (*p++ != ',')
+			goto refused;
+	}
 	free(json);
+	free(escaped);
 	return found;
+
+refused:
+	free(json);
+	free(escaped);
+	return false;
 }
 
 /*
@@ -99,9 +156,10 @@ GwAuthCheck(const GwConfig *cfg, const char *authz, char *client, size_t clientl
 	const char *token;
 	const char *sub;
 	const char *iss;
-	long		now = (long) time(NULL);
-	long		exp;
-	long		nbf;
+	double		now = (double) time(NULL);
+	double		exp = 0;
+	double		nbf = 0;
+	int			has_nbf = 0;
 	bool		ok = false;
 
 	if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0)
@@ -114,11 +172,13 @@ GwAuthCheck(const GwConfig *cfg, const char *authz, char *client, size_t clientl
 		token++;
 	if (!auth_verify(cfg, token, &jwt))
 		snprintf(err, errlen, "invalid token: bad signature, algorithm or format");
-	else if (!auth_int_claim(jwt, "exp", &exp))
+	else if (auth_time_claim(jwt, "exp", &exp) != 1)
 		snprintf(err, errlen, "invalid token: no numeric exp claim");
 	else if (now > exp + cfg->leeway)
 		snprintf(err, errlen, "invalid token: expired");
-	else if (auth_int_claim(jwt, "nbf", &nbf) && now + cfg->leeway < nbf)
+	else if ((has_nbf = auth_time_claim(jwt, "nbf", &nbf)) < 0)
+		snprintf(err, errlen, "invalid token: nbf is not a number");
+	else if (has_nbf && now + cfg->leeway < nbf)
 		snprintf(err, errlen, "invalid token: not valid yet (nbf)");
 	else if (cfg->issuer && ((iss = jwt_get_grant(jwt, "iss")) == NULL ||
 							 strcmp(iss, cfg->issuer) != 0))
