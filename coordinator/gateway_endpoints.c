@@ -27,13 +27,21 @@ typedef struct ArgCheck
 {
 	const char *const *allowed;
 	const char *unknown;
+	bool		nul;			/* a name or value holds an encoded NUL */
 } ArgCheck;
 
 static enum MHD_Result
-ep_arg_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+ep_arg_cb(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+		  const char *value, size_t value_size)
 {
 	ArgCheck   *ac = cls;
 
+	/* "%00" decodes to a NUL that would cut the C string short */
+	if (strlen(key) != key_size || (value && strlen(value) != value_size))
+	{
+		ac->nul = true;
+		return MHD_NO;
+	}
 	for (int i = 0; ac->allowed[i]; i++)
 		if (strcmp(key, ac->allowed[i]) == 0)
 			return MHD_YES;
@@ -41,13 +49,17 @@ ep_arg_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value
 	return MHD_NO;
 }
 
-/* Returns the first query parameter not in allowed, or NULL. */
+/*
+ * Returns the first query parameter not in allowed, or NULL; sets *nul when
+ * a name or value holds a NUL byte.
+ */
 static const char *
-ep_unknown_arg(GwRequest *req, const char *const *allowed)
+ep_unknown_arg(GwRequest *req, const char *const *allowed, bool *nul)
 {
-	ArgCheck	ac = {allowed, NULL};
+	ArgCheck	ac = {allowed, NULL, false};
 
-	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, ep_arg_cb, &ac);
+	MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, ep_arg_cb, &ac);
+	*nul = ac.nul;
 	return ac.unknown;
 }
 
@@ -161,6 +173,7 @@ GwGenerateStart(GwRequest *req)
 	const char *count = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "count");
 	const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Idempotency-Key");
 	const char *unknown;
+	bool		nul;
 	char		client[GW_MAX_CLIENT + 64];
 	char		msg[400];
 	long long	n = 1;
@@ -168,8 +181,11 @@ GwGenerateStart(GwRequest *req)
 
 	if (!GwAuthenticate(req, client, sizeof(client)))
 		return MHD_YES;
-	if ((unknown = ep_unknown_arg(req, allowed)) != NULL)
+	if ((unknown = ep_unknown_arg(req, allowed, &nul)) != NULL || nul)
 	{
+		if (nul)
+			return GwRespondError(req, 400, "invalid_argument",
+								  "a query parameter holds a NUL byte (%00)");
 		snprintf(msg, sizeof(msg), "unknown parameter \"%.100s\" (type, service, count)", unknown);
 		return GwRespondError(req, 400, "invalid_argument", msg);
 	}
