@@ -13,6 +13,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,12 @@ GwLimitTake(const char *client, int n, int *retry_after)
 	else if (n > b->burst)
 		*retry_after = -1;		/* never: the request is larger than the burst */
 	else
-		*retry_after = (int) ceil((n - b->tokens) / b->rate);
+	{
+		/* a very slow bucket: whole seconds, clamped rather than wrapped */
+		double		wait = ceil((n - b->tokens) / b->rate);
+
+		*retry_after = wait < INT_MAX ? (int) wait : INT_MAX;
+	}
 	pthread_mutex_unlock(&limit_lock);
 	if (!ok && *retry_after == 0)
 		*retry_after = 1;
