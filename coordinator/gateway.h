@@ -195,6 +195,7 @@ typedef struct GwRequest
 
 extern struct MHD_Daemon *GwHttpStart(const GwConfig *cfg, char *err, size_t errlen);
 extern int	GwHttpInFlight(void);
+extern void GwHttpDrain(void);
 
 /* Queues a JSON response (body copied) and counts it; returns MHD's result. */
 extern int	GwRespond(GwRequest *req, int status, const char *json,

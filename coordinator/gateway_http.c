@@ -28,7 +28,19 @@
 #include "gateway.h"
 
 static atomic_int http_in_flight;
+static atomic_bool http_draining;
 static int	http_max_body;
+
+/*
+ * SIGTERM: from now on a request that reaches the router is refused with
+ * 503, and every response closes its connection, so that keep-alive
+ * clients cannot keep the drain from ending.
+ */
+void
+GwHttpDrain(void)
+{
+	atomic_store(&http_draining, true);
+}
 
 int
 GwHttpInFlight(void)
@@ -48,6 +60,8 @@ GwRespond(GwRequest *req, int status, const char *json, const char *header, cons
 							"text/plain; version=0.0.4; charset=utf-8" : "application/json");
 	if (header)
 		MHD_add_response_header(resp, header, value);
+	if (atomic_load(&http_draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(req->conn, (unsigned int) status, resp);
 	MHD_destroy_response(resp);
 	GwMetricsRequest(req->ep, status, GwNow() - req->start);
@@ -154,6 +168,8 @@ http_route(GwRequest *req, const char *url, const char *method)
 {
 	bool		get = strcmp(method, "GET") == 0;
 
+	if (atomic_load(&http_draining))
+		return GwRespondError(req, 503, "unavailable", "the gateway is shutting down");
 	if (strcmp(url, "/guid/generate") == 0)
 	{
 		req->ep = GW_EP_GENERATE;

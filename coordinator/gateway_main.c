@@ -141,6 +141,7 @@ gw_drain(struct MHD_Daemon *d, int timeout)
 
 	if (s != MHD_INVALID_SOCKET)
 		close(s);
+	GwHttpDrain();
 	GwLog("draining %d requests", GwHttpInFlight());
 	while (GwHttpInFlight() > 0 && GwNow() < until)
 	{

@@ -75,6 +75,8 @@ static const char *const pool_sql[] = {
 
 static const Oid pool_types[4] = {25, 25, 25, 25};	/* text */
 
+static void pool_fail(GwJob *batch, int status, const char *sqlstate, const char *msg);
+
 /* Whether two jobs can share one query. */
 static bool
 pool_compatible(const GwJob *a, const GwJob *b)
@@ -95,11 +97,23 @@ pool_compatible(const GwJob *a, const GwJob *b)
 	}
 }
 
+/*
+ * Queues job, or, once GwPoolStop has begun (the workers may be gone),
+ * answers it at once with 503: a job nobody will run would leave its
+ * connection suspended forever, and libmicrohttpd aborts when a daemon
+ * with a suspended connection is stopped.
+ */
 void
 GwPoolSubmit(GwJob *job)
 {
 	job->next = NULL;
 	pthread_mutex_lock(&pool_lock);
+	if (pool_stopping)
+	{
+		pthread_mutex_unlock(&pool_lock);
+		pool_fail(job, 503, NULL, "the gateway is shutting down");
+		return;
+	}
 	if (pool_tail)
 		pool_tail->next = job;
 	else
