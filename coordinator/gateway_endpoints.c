@@ -28,6 +28,8 @@ typedef struct ArgCheck
 	const char *const *allowed;
 	const char *unknown;
 	bool		nul;			/* a name or value holds an encoded NUL */
+	const char *twice;			/* a parameter given more than once */
+	unsigned	seen;			/* bit i: allowed[i] given */
 } ArgCheck;
 
 static enum MHD_Result
@@ -44,23 +46,39 @@ ep_arg_cb(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
 	}
 	for (int i = 0; ac->allowed[i]; i++)
 		if (strcmp(key, ac->allowed[i]) == 0)
+		{
+			/* count=1&count=1000: which one was meant? */
+			if (ac->seen & (1u << i))
+			{
+				ac->twice = ac->allowed[i];
+				return MHD_NO;
+			}
+			ac->seen |= 1u << i;
 			return MHD_YES;
+		}
 	ac->unknown = key;
 	return MHD_NO;
 }
 
 /*
- * Returns the first query parameter not in allowed, or NULL; sets *nul when
- * a name or value holds a NUL byte.
+ * Checks the query parameters against allowed: returns NULL when they are
+ * fine, else why not (in msg).
  */
 static const char *
-ep_unknown_arg(GwRequest *req, const char *const *allowed, bool *nul)
+ep_check_args(GwRequest *req, const char *const *allowed, char *msg, size_t msglen)
 {
-	ArgCheck	ac = {allowed, NULL, false};
+	ArgCheck	ac = {allowed, NULL, false, NULL, 0};
 
 	MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, ep_arg_cb, &ac);
-	*nul = ac.nul;
-	return ac.unknown;
+	if (ac.nul)
+		snprintf(msg, msglen, "a query parameter holds a NUL byte (%%00)");
+	else if (ac.twice)
+		snprintf(msg, msglen, "parameter \"%s\" is given more than once", ac.twice);
+	else if (ac.unknown)
+		snprintf(msg, msglen, "unknown parameter \"%.100s\" (type, service, count)", ac.unknown);
+	else
+		return NULL;
+	return msg;
 }
 
 /* Strict decimal in [min, max]; false otherwise. */
@@ -172,8 +190,6 @@ GwGenerateStart(GwRequest *req)
 	const char *service = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "service");
 	const char *count = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "count");
 	const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Idempotency-Key");
-	const char *unknown;
-	bool		nul;
 	char		client[GW_MAX_CLIENT + 64];
 	char		msg[400];
 	long long	n = 1;
@@ -181,14 +197,8 @@ GwGenerateStart(GwRequest *req)
 
 	if (!GwAuthenticate(req, client, sizeof(client)))
 		return MHD_YES;
-	if ((unknown = ep_unknown_arg(req, allowed, &nul)) != NULL || nul)
-	{
-		if (nul)
-			return GwRespondError(req, 400, "invalid_argument",
-								  "a query parameter holds a NUL byte (%00)");
-		snprintf(msg, sizeof(msg), "unknown parameter \"%.100s\" (type, service, count)", unknown);
+	if (ep_check_args(req, allowed, msg, sizeof(msg)) != NULL)
 		return GwRespondError(req, 400, "invalid_argument", msg);
-	}
 	if (type == NULL || strcmp(type, "snowflake") == 0)
 		req->job.kind = GW_SNOWFLAKE;
 	else if (strcmp(type, "uuid") == 0)

@@ -124,6 +124,15 @@ is(ids_issued(), $issued, '... nothing generated');
 is($node->safe_psql('postgres', "SELECT count(*) FROM guid.audit WHERE service = 'a'"), 0,
 	'... and nothing recorded under the cut service');
 
+# --- a parameter given twice is ambiguous: 400, not the first one silently --------------
+$issued = ids_issued();
+$r = call('POST', '/guid/generate?count=1&count=1000', $tok);
+is($r->{status}, 400, 'count=1&count=1000: 400');
+like(ref $r->{json} eq 'HASH' ? $r->{json}{message} : '', qr/more than once/, '... saying the parameter is given twice');
+$r = call('POST', '/guid/generate?service=a&service=b', $tok);
+is($r->{status}, 400, 'service=a&service=b: 400');
+is(ids_issued(), $issued, '... nothing generated');
+
 # --- Retry-After of a very slow bucket: a whole number of seconds, not an overflow ---------
 my $slow = jwt_claims(sub => 'slow', exp => $now + 300);
 is(call('POST', '/guid/generate?count=1000', $slow)->{status}, 200, 'limit.slow: count=1000 spends its burst');
