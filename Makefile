@@ -123,6 +123,27 @@ guid_consumer: coordinator/guid_consumer.c
 		-I$(shell $(PG_CONFIG) --includedir) -o $@ $< \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq -lrdkafka -lhiredis
 
+# The HTTP gateway (coordinator/gateway*.c, README "HTTP API"): a client
+# program, compiled in one step (no objects in coordinator/, which hold
+# guid.so's), installed into PostgreSQL's bindir by make install.
+GATEWAY_SRCS = coordinator/gateway_main.c coordinator/gateway_config.c \
+	coordinator/gateway_http.c coordinator/gateway_endpoints.c \
+	coordinator/gateway_pool.c coordinator/gateway_auth.c \
+	coordinator/gateway_limit.c coordinator/gateway_metrics.c
+
+all: guid_gateway
+
+guid_gateway: $(GATEWAY_SRCS) coordinator/gateway.h
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -pthread \
+		-I$(shell $(PG_CONFIG) --includedir) -o $@ $(GATEWAY_SRCS) \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq -lmicrohttpd -ljwt -lm
+
+install: install-gateway
+
+.PHONY: install-gateway
+install-gateway: guid_gateway
+	$(INSTALL_PROGRAM) guid_gateway '$(DESTDIR)$(bindir)/guid_gateway'
+
 # The lease protocol's unit test (test/unit/lease_test.c, run by make test
 # against a real ZooKeeper): the plain-C protocol objects compiled a second
 # time, without any PostgreSQL include path, and linked only with the
@@ -152,4 +173,4 @@ test/fleet/guid_lease_sim: $(LEASE_SIM_SRCS) test/fleet/lease_sim.h $(LEASE_PLAI
 		-I$(srcdir)/include -o $@ $(LEASE_SIM_SRCS) $(LEASE_PLAIN_SRCS) \
 		-Wl,--wrap=zoo_acreate -lzookeeper_st
 
-EXTRA_CLEAN = guid_consumer test/unit/lease_test test/fleet/guid_lease_sim .build-flags
+EXTRA_CLEAN = guid_consumer guid_gateway test/unit/lease_test test/fleet/guid_lease_sim .build-flags

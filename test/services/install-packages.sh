@@ -20,6 +20,11 @@ packages=(
 	redis-server
 	librdkafka-dev
 	kcat
+	libmicrohttpd-dev
+	libjwt-dev
+	wrk
+	prometheus
+	prometheus-postgres-exporter
 )
 
 missing=()
