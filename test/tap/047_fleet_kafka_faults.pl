@@ -307,8 +307,11 @@ my $left = $t0 + $pause_ms / 1000 - time;
 select(undef, undef, undef, $left) if $left > 0;
 fleet_broker_continue($data_leader);
 note(sprintf('broker %d paused for %.1f s', $data_leader, time - $t0));
+$t0 = time;
 
 all_publish_more(200, 'the stream goes on after the pause');
+note(sprintf('figure: every cluster published 200 rows more %.1f s after kill -CONT of the paused data partition leader',
+		time - $t0));
 fleet_kafka_all_up();
 load_stop(\@loads);
 my $n2 = check_topic('after the pause');
