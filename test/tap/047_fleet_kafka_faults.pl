@@ -19,6 +19,11 @@
 #    fast), the coordinators abort the timed-out transactions and must write
 #    their markers through the partition's next leader, and the paused
 #    broker, once continued, is a stale leader; then kill -CONT.
+# 3. what either fault can do to a commit, made certain: a publisher held
+#    before its commit (guid.publisher_test_pause) until the coordinator
+#    rolls its transaction back for the timeout and bumps its epoch; the
+#    fence that follows must not be reported as another producer with the
+#    transactional.id (there is none), and the rows are published once.
 #
 # After each: the read_committed topic equals exactly the union of every
 # cluster's committed audit rows (none missing, none twice, each cluster's
@@ -316,6 +321,53 @@ fleet_kafka_all_up();
 load_stop(\@loads);
 my $n2 = check_topic('after the pause');
 cmp_ok($n2, '>', $n1, 'rows were published during the second fault');
+
+# --- A transaction held open past transaction.timeout.ms ------------------------
+# What a lost or paused broker can do to a commit, made certain: cluster 1's
+# publisher waits before its commit (guid.publisher_test_pause) until its
+# coordinator has rolled the transaction back for the timeout, which bumps
+# the producer's epoch.  The commit is then fenced although no other producer
+# has the transactional.id: the publisher must say what happened (not tell
+# the operator to stop a copy of the cluster that does not exist), start a
+# new producer, and publish the rows once.
+my $paused = $nodes[0];
+my $ptid = $coord{ $paused->name }{tid};
+
+sub timeout_rollbacks
+{
+	my $n = 0;
+	for my $b (1 .. 3)
+	{
+		my $log = slurp_file("$fleet->{kafka_dir}/$b/kafka.log");
+		$n++ while $log =~ /Completed rollback of ongoing transaction for transactionalId \Q$ptid\E due to timeout/g;
+	}
+	return $n;
+}
+my $rollbacks = timeout_rollbacks();
+my $log_at = -s $paused->logfile;
+$paused->safe_psql('postgres', "ALTER SYSTEM SET guid.publisher_test_pause = 'before_commit'");
+$paused->safe_psql('postgres', 'SELECT pg_reload_conf()');
+$paused->safe_psql('postgres', "SELECT guid_next('faults') FROM generate_series(1, 3)");
+ok($paused->poll_query_until('postgres', "SELECT publisher_state = 'paused before_commit' FROM guid.status"),
+	$paused->name . ': the publisher holds its Kafka transaction open before the commit');
+my $rolled = 0;
+for (1 .. 1800)
+{
+	$rolled = timeout_rollbacks() > $rollbacks and last;
+	select(undef, undef, undef, 0.1);
+}
+ok($rolled, "the coordinator rolled back ${ptid}'s transaction for the timeout (broker log)");
+$paused->safe_psql('postgres', 'ALTER SYSTEM RESET guid.publisher_test_pause');
+$paused->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok($paused->poll_query_until('postgres',
+		"SELECT publisher_state = 'streaming' AND publish_lag_seconds = 0 FROM guid.status"),
+	$paused->name . ': the publisher streams again and has published everything');
+my $plog = substr(slurp_file($paused->logfile), $log_at);
+like($plog, qr/fenced after its Kafka transaction was open \d+ ms, longer than transaction\.timeout\.ms \(10000 ms\)/,
+	$paused->name . ': the log says the coordinator rolled back the transaction open past its timeout');
+unlike($plog, qr/another producer started with transactional\.id/,
+	$paused->name . ': no warning blames a copy of the cluster (no other producer started)');
+check_topic('after a transaction rolled back for its timeout');
 
 ok(streaming_all(), 'every publisher is streaming at the end');
 $_->stop for @nodes;
