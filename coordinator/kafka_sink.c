@@ -36,6 +36,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "miscadmin.h"
+#include "utils/timestamp.h"
 
 #include "kafka_sink.h"
 
@@ -45,8 +46,25 @@ struct KafkaSink
 {
 	rd_kafka_t *rk;
 	char		last_error[256];	/* from error_cb; "" once cleared */
-	bool		fenced;			/* a newer producer took our transactional.id */
+	bool		fenced;			/* a newer producer took our transactional.id,
+								 * or the coordinator bumped our epoch */
+	int			txn_timeout_ms; /* transaction.timeout.ms in force */
+	TimestampTz txn_begun;		/* when the open transaction began; 0: none */
+	long		fenced_open_ms; /* how long it had been open when fenced;
+								 * -1: none was */
 };
+
+/* kafka_fenced: note that ks's producer is fenced, and how long its
+ * transaction had been open then. */
+static void
+kafka_fenced(KafkaSink *ks)
+{
+	if (ks->fenced)
+		return;
+	ks->fenced = true;
+	ks->fenced_open_ms = ks->txn_begun == 0 ? -1 :
+		(long) ((GetCurrentTimestamp() - ks->txn_begun) / 1000);
+}
 
 const char *
 KafkaStatusName(KafkaStatus status)
@@ -232,6 +250,13 @@ KafkaSinkCreate(const char *brokers, const char *properties, const char *file_pr
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
+	{
+		char		value[32];
+		size_t		size = sizeof(value);
+
+		ks->txn_timeout_ms = rd_kafka_conf_get(conf, "transaction.timeout.ms", value, &size) == RD_KAFKA_CONF_OK ?
+			atoi(value) : 0;
+	}
 	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
 	rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
 	rd_kafka_conf_set_opaque(conf, ks);
@@ -266,11 +291,27 @@ KafkaSinkPoll(KafkaSink *ks)
 	rd_kafka_poll(ks->rk, 0);
 }
 
-/* KafkaSinkFenced: true if a newer producer fenced this one. */
+/* KafkaSinkFenced: true if a newer producer fenced this one (or the
+ * transaction coordinator bumped its epoch, see KafkaSinkFencedOpen). */
 bool
 KafkaSinkFenced(KafkaSink *ks)
 {
 	return ks->fenced;
+}
+
+/*
+ * KafkaSinkFencedOpen: after a fence, how long (ms) the producer's
+ * transaction had been open when it was fenced (-1 if none was), and
+ * *timeout_ms its transaction.timeout.ms.  A transaction open that long
+ * may have been rolled back by its coordinator, which bumps the producer's
+ * epoch: the producer then sees the same fence as from a newer producer
+ * with its transactional.id, when no such producer exists.
+ */
+long
+KafkaSinkFencedOpen(KafkaSink *ks, int *timeout_ms)
+{
+	*timeout_ms = ks->txn_timeout_ms;
+	return ks->fenced ? ks->fenced_open_ms : -1;
 }
 
 /* The last error librdkafka reported through error_cb, or "". */
@@ -293,7 +334,7 @@ KafkaSinkClassify(KafkaSink *ks, rd_kafka_error_t *error, const char *what, char
 		return KAFKA_OK;
 	if (rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__FENCED ||
 		rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED)
-		ks->fenced = true;
+		kafka_fenced(ks);
 	if (rd_kafka_error_is_fatal(error))
 		status = KAFKA_FATAL;
 	else if (rd_kafka_error_txn_requires_abort(error))
@@ -325,8 +366,12 @@ KafkaSinkInitTransactions(KafkaSink *ks, int timeout_ms, char *err, size_t errle
 KafkaStatus
 KafkaSinkBegin(KafkaSink *ks, char *err, size_t errlen)
 {
-	return KafkaSinkClassify(ks, rd_kafka_begin_transaction(ks->rk),
-						  "begin_transaction", err, errlen);
+	KafkaStatus st = KafkaSinkClassify(ks, rd_kafka_begin_transaction(ks->rk),
+									   "begin_transaction", err, errlen);
+
+	if (st == KAFKA_OK)
+		ks->txn_begun = GetCurrentTimestamp();
+	return st;
 }
 
 /*
@@ -373,7 +418,7 @@ KafkaSinkProduce(KafkaSink *ks, const char *topic, int32 partition,
 		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(ks->rk, fatal, sizeof(fatal));
 
 		if (ferr == RD_KAFKA_RESP_ERR__FENCED || ferr == RD_KAFKA_RESP_ERR_PRODUCER_FENCED)
-			ks->fenced = true;
+			kafka_fenced(ks);
 		snprintf(err, errlen, "produce: %s (fatal)", fatal);
 		return KAFKA_FATAL;
 	}
@@ -388,7 +433,12 @@ KafkaSinkProduce(KafkaSink *ks, const char *topic, int32 partition,
 KafkaStatus
 KafkaSinkCommit(KafkaSink *ks, int timeout_ms, char *err, size_t errlen)
 {
+	KafkaStatus st;
+
 	CHECK_FOR_INTERRUPTS();
-	return KafkaSinkClassify(ks, rd_kafka_commit_transaction(ks->rk, timeout_ms),
-						  "commit_transaction", err, errlen);
+	st = KafkaSinkClassify(ks, rd_kafka_commit_transaction(ks->rk, timeout_ms),
+						   "commit_transaction", err, errlen);
+	if (st == KAFKA_OK)
+		ks->txn_begun = 0;
+	return st;
 }

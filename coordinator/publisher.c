@@ -426,9 +426,24 @@ GuidPublisherMain(Datum main_arg)
 		streamed = pub_session(s);
 		fenced = s->ks != NULL && KafkaSinkFenced(s->ks);
 		if (fenced)
-			PubFail(WARNING, "fenced: another producer started with transactional.id %s; "
-					"if a copy of this cluster publishes too, stop one of them. Retrying in %d s",
-					s->tid, PUB_FENCED_BACKOFF_MS / 1000);
+		{
+			int			timeout_ms;
+			long		open_ms = KafkaSinkFencedOpen(s->ks, &timeout_ms);
+
+			/* the coordinator rolled back a transaction open too long (a
+			 * broker lost or paused): not a copy of this cluster */
+			if (timeout_ms > 0 && open_ms >= timeout_ms)
+			{
+				PubFail(LOG, "fenced after its Kafka transaction was open %ld ms, longer than transaction.timeout.ms (%d ms): "
+						"the transaction coordinator rolled it back; starting a new producer",
+						open_ms, timeout_ms);
+				fenced = false;
+			}
+			else
+				PubFail(WARNING, "fenced: another producer started with transactional.id %s; "
+						"if a copy of this cluster publishes too, stop one of them. Retrying in %d s",
+						s->tid, PUB_FENCED_BACKOFF_MS / 1000);
+		}
 
 		/* A failed session: drop the producer (the next one's
 		 * init_transactions aborts its open transaction) and the stream. */

@@ -50,6 +50,7 @@ extern void KafkaSinkDestroy(KafkaSink *ks);
 extern void KafkaSinkPoll(KafkaSink *ks);
 extern const char *KafkaSinkLastError(KafkaSink *ks);
 extern bool KafkaSinkFenced(KafkaSink *ks);
+extern long KafkaSinkFencedOpen(KafkaSink *ks, int *timeout_ms);
 extern KafkaStatus KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic,
 										int timeout_ms, char *err, size_t errlen);
 extern KafkaStatus KafkaSinkInitTransactions(KafkaSink *ks, int timeout_ms,

@@ -272,4 +272,45 @@ sub fleet_zk_all_up
 	die 'the fleet ZooKeeper ensemble does not serve with one leader and two followers';
 }
 
+# --- Paused brokers (kill -STOP) ------------------------------------------------
+
+push @GuidFleet::EXPORT, qw(fleet_broker_pause fleet_broker_continue fleet_coordinator_partition);
+
+# fleet_broker_pause($n): kill -STOP broker $n (it keeps its sockets open
+# and answers nothing until fleet_broker_continue).
+sub fleet_broker_pause
+{
+	my $n = shift;
+	my $pid = fleet_broker_pid($n) or die "broker $n is not running";
+	kill 'STOP', $pid or die "kill -STOP $pid: $!";
+	return $pid;
+}
+
+# fleet_broker_continue($n): kill -CONT broker $n, if it runs (harmless on a
+# broker that is not stopped; for END blocks, before fleet_kafka_all_up).
+sub fleet_broker_continue
+{
+	my $n = shift;
+	my $pid = fleet_broker_pid($n);
+	kill 'CONT', $pid if $pid;
+	return $pid;
+}
+
+# fleet_coordinator_partition($id, $partitions): the partition of
+# __transaction_state (for a transactional.id) or __consumer_offsets (for a
+# group id) whose leader coordinates $id, as Kafka computes it:
+# Utils.abs(id.hashCode()) % partitions, where Utils.abs is Math.abs with 0
+# for Integer.MIN_VALUE; not hashCode & 0x7fffffff (Utils.toPositive, the
+# producer's partitioner), which differs for a negative hash (checked
+# against the coordinator's log line "Initialized transactionalId ... on
+# partition __transaction_state-N" in 047).  ASCII ids only.
+sub fleet_coordinator_partition
+{
+	my ($id, $partitions) = @_;
+	my $h = 0;
+	$h = ($h * 31 + $_) % 4294967296 for unpack('C*', $id);
+	$h -= 4294967296 if $h >= 2147483648;
+	return $h == -2147483648 ? 0 : abs($h) % $partitions;
+}
+
 1;
