@@ -246,8 +246,13 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		if (found && !init)
 			return PubFailoverRecover(s, &c, false);
 		/* "init" first: a crash before the real checkpoint is not a gap */
-		if (!PubCommitInitCheckpoint(s) || !ReplCreateSlot(s, &s->checkpoint, false))
+		PubSetState("committing the first checkpoint");
+		if (!PubCommitInitCheckpoint(s))
 			return false;
+		PubSetState("creating the slot");
+		if (!ReplCreateSlot(s, &s->checkpoint, false))
+			return false;
+		PubSetState("confirming the new slot");
 		return PubConfirmIdle(s, s->checkpoint);
 	}
 
@@ -263,6 +268,7 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		/* created by a previous session that stopped before its first
 		 * checkpoint: nothing can have been published or confirmed */
 		s->checkpoint = slot_lsn;
+		PubSetState("confirming the new slot");
 		return PubConfirmIdle(s, slot_lsn);
 	}
 	/* a recovery that did not finish, or a slot from before the promotion:
@@ -337,7 +343,10 @@ pub_session(PubSession *s)
 
 	PubSetState("connecting to PostgreSQL");
 	s->tli = GetWALInsertionTimeLine();
-	if (!ReplConnect(s) || !pub_check_slot(s, ckpt, found))
+	if (!ReplConnect(s))
+		return false;
+	PubSetState("checking the slot");
+	if (!pub_check_slot(s, ckpt, found))
 		return false;
 
 	if (!ReplStart(s))

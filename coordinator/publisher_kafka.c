@@ -20,6 +20,7 @@
  * does not block) and repeated while it is retriable, with standby status
  * updates and CHECK_FOR_INTERRUPTS() in between, so that a slow Kafka
  * neither blocks signals nor lets the walsender time the connection out.
+ * A step that keeps retrying is shown and logged (pub_retry).
  *
  * What this file must not do: read the replication stream or decide when
  * a session starts or ends (coordinator/publisher.c), or raise an error:
@@ -29,6 +30,7 @@
  */
 #include "postgres.h"
 
+#include "utils/datetime.h"
 #include "utils/timestamp.h"
 
 #include "guid_core.h"
@@ -46,30 +48,89 @@
  * checkpoint it cannot keep, not a fenced producer), or KAFKA_REFUSED (a
  * topic under-replicated for the settings), leaves the state "error" and is
  * logged as a WARNING.
+ *
+ * A step that keeps retrying is never silent: while it lasts the state is
+ * "waiting for Kafka: <what>" and publisher_error says what it waits for,
+ * since when and the last error; that is logged once it has waited
+ * PUB_STALL_LOG_MS, then every PUB_WARN_MS (and before, at once, an error
+ * librdkafka's error_cb reports that was not logged yet); and the end of a
+ * logged wait is logged.
  */
 typedef KafkaStatus (*PubStep) (PubSession *s, char *err, size_t errlen);
+
+/* The last librdkafka error pub_retry logged as soon as it saw it. */
+static char pub_lib_logged[GUID_ERROR_LEN];
 
 static KafkaStatus
 pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 {
 	char		err[GUID_ERROR_LEN];
+	char		msg[GUID_ERROR_LEN];
+	char		state[48];
+	char		since[MAXDATELEN + 1];
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz next_log = TimestampTzPlusMilliseconds(start, PUB_STALL_LOG_MS);
+	bool		logged = false;
+	bool		waited = false;
 	KafkaStatus st;
 
 	for (;;)
 	{
+		const char *lib;
+		TimestampTz now;
+		long		secs;
+		int			usecs;
+
 		st = step(s, err, sizeof(err));
 		if (st != KAFKA_RETRY)
 			break;
 		KafkaSinkPoll(s->ks);
-		if (KafkaSinkLastError(s->ks)[0] != '\0')
-			PubFail(LOG, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers,
-					KafkaSinkLastError(s->ks));
+		now = GetCurrentTimestamp();
+		if (!waited)
+		{
+			waited = true;
+			strlcpy(state, PubState(), sizeof(state));
+			snprintf(msg, sizeof(msg), "waiting for Kafka: %s", what);
+			PubSetState(msg);
+			strlcpy(since, timestamptz_to_str(start), sizeof(since));
+		}
+		TimestampDifference(start, now, &secs, &usecs);
+		lib = KafkaSinkLastError(s->ks);
+		snprintf(msg, sizeof(msg), "%s: waiting for Kafka at %s since %s (%ld s): %s%s%s",
+				 what, guid_kafka_brokers, since, secs, err,
+				 lib[0] != '\0' ? "; librdkafka reported: " : "", lib);
+		if (now >= next_log)
+		{
+			/* PUB_STALL_LOG_MS, then every PUB_WARN_MS */
+			PubFail(LOG, "%s", msg);
+			next_log = TimestampTzPlusMilliseconds(now, PUB_WARN_MS);
+			logged = true;
+		}
+		else if (!logged && lib[0] != '\0' && strcmp(lib, pub_lib_logged) != 0)
+		{
+			/* before that, what librdkafka reports is logged at once
+			 * (a broker refusing connections), each error once */
+			PubFail(LOG, "%s", msg);
+			strlcpy(pub_lib_logged, lib, sizeof(pub_lib_logged));
+		}
 		else
-			PubFail(DEBUG1, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers, err);
+			PubNoteError(msg);
 		PubWarnLag(s);
 		if (!ReplSendStatus(s, false))
 			return KAFKA_FATAL;
 		PubProcessInterrupts();
+	}
+	if (waited)
+	{
+		PubSetState(state);
+		if (st == KAFKA_OK)
+		{
+			if (logged)
+				ereport(LOG,
+						(errmsg("guid publisher: %s: Kafka at %s answered after waiting since %s",
+								what, guid_kafka_brokers, since)));
+			PubClearError();
+		}
 	}
 	if (st == KAFKA_REFUSED || (st == KAFKA_FATAL && refuse && !KafkaSinkFenced(s->ks)))
 	{
