@@ -150,6 +150,8 @@ extern bool PubOnBegin(PubSession *s, XLogRecPtr end_lsn, TimestampTz commit_tim
 extern bool PubOnRow(PubSession *s, const char *key, uint32 keylen,
 					 const char *value, int valuelen);
 extern void PubOnCommit(PubSession *s, XLogRecPtr end_lsn);
+extern void PubKafkaSettle(PubSession *s);
+extern void PubStuck(const char *err) pg_attribute_noreturn();
 
 /* coordinator/publisher_failover.c: checkpoints, marks, recovery */
 extern bool PubCheckpointParse(const char *value, PubCheckpoint *c);

@@ -20,7 +20,10 @@
  * does not block) and repeated while it is retriable, with standby status
  * updates and CHECK_FOR_INTERRUPTS() in between, so that a slow Kafka
  * neither blocks signals nor lets the walsender time the connection out.
- * A step that keeps retrying is shown and logged (pub_retry).
+ * A step that keeps retrying is shown and logged (pub_retry).  The one
+ * call that can block past its own timeout, send_offsets_to_transaction,
+ * is waited for in such steps too, from a helper thread with a deadline
+ * (coordinator/kafka_call.c); past it the process exits (PubStuck).
  *
  * What this file must not do: read the replication stream or decide when
  * a session starts or ends (coordinator/publisher.c), or raise an error:
@@ -30,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "storage/ipc.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
@@ -47,7 +51,8 @@
  * fatal failure is a setup the publisher refuses (refuse: a data topic or a
  * checkpoint it cannot keep, not a fenced producer), or KAFKA_REFUSED (a
  * topic under-replicated for the settings), leaves the state "error" and is
- * logged as a WARNING.
+ * logged as a WARNING.  A step that is stuck (KAFKA_STUCK) ends the process
+ * (PubStuck).
  *
  * A step that keeps retrying is never silent: while it lasts the state is
  * "waiting for Kafka: <what>" and publisher_error says what it waits for,
@@ -82,6 +87,8 @@ pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 		int			usecs;
 
 		st = step(s, err, sizeof(err));
+		if (st == KAFKA_STUCK)
+			PubStuck(err);
 		if (st != KAFKA_RETRY)
 			break;
 		KafkaSinkPoll(s->ks);
@@ -142,6 +149,54 @@ pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 	return st;
 }
 
+/*
+ * PubStuck: a librdkafka call has not returned long after its timeout
+ * (err): log it and exit; the postmaster starts a new publisher
+ * (bgw_restart_time).  The stuck handle is not destroyed (that would wait
+ * for the call) and nothing is confirmed to the slot.
+ *
+ * Why exactly-once holds: the checkpoint committed in Kafka is the source
+ * of truth, and the slot is never confirmed past it.  The Kafka transaction
+ * this process left open (rows, perhaps the checkpoint's offsets) was not
+ * committed: the process never got to commit_transaction, and it exits, so
+ * no thread of it can commit later.  The new publisher's producer has the
+ * same transactional.id: its init_transactions fences this producer's epoch
+ * and aborts that transaction (or its coordinator already rolled it back
+ * after transaction.timeout.ms); it then reads the checkpoint back (a
+ * stable fetch) and starts at it, so the rows of the aborted transaction
+ * are published once, by the new producer, and read_committed consumers
+ * never see the aborted ones.
+ */
+void
+PubStuck(const char *err)
+{
+	PubSetState("stuck");
+	PubNoteError(err);
+	ereport(WARNING,
+			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+			 errmsg("guid publisher: %s", err),
+			 errdetail("The publisher exits without waiting for it; the postmaster starts a new one, "
+					   "whose producer fences this one and aborts its open transaction.")));
+	proc_exit(1);
+}
+
+/*
+ * PubKafkaSettle: at the end of a session, wait for a librdkafka call that
+ * still runs on a helper thread (coordinator/kafka_call.c), so that the
+ * producer can be destroyed; a stuck one ends the process (PubStuck).
+ */
+void
+PubKafkaSettle(PubSession *s)
+{
+	char		err[GUID_ERROR_LEN];
+	KafkaStatus st;
+
+	while ((st = KafkaSinkSettle(s->ks, 1000, err, sizeof(err))) == KAFKA_RETRY)
+		PubProcessInterrupts();
+	if (st == KAFKA_STUCK)
+		PubStuck(err);
+}
+
 static KafkaStatus
 pub_step_init(PubSession *s, char *err, size_t errlen)
 {
@@ -190,6 +245,10 @@ static const char *pub_checkpoint_value;
 static KafkaStatus
 pub_step_checkpoint(PubSession *s, char *err, size_t errlen)
 {
+#ifdef GUID_FAULT_INJECTION
+	KafkaSinkTestHang(s->ks, guid_publisher_test_pause != NULL &&
+					  strcmp(guid_publisher_test_pause, "hang_send_offsets") == 0);
+#endif
 	/* the offset itself means nothing; partition 0's from the mark keeps
 	 * consumer-lag tools showing a small lag for the group */
 	return KafkaSinkSendCheckpoint(s->ks, s->ckpt_group, guid_kafka_topic,

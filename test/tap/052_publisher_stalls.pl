@@ -6,6 +6,12 @@
 #    publisher_error that says what it waits for, since when and the last
 #    error; the log says so once the wait reached 10 s, then every 60 s; the
 #    broker thawed, it streams again and the topic equals guid.audit exactly.
+# 2. A librdkafka call that blocks past its timeout (librdkafka issues #5456,
+#    #5511; the test build's guid.publisher_test_pause = 'hang_send_offsets'
+#    makes send_offsets_to_transaction block for ever): the worker logs what
+#    is stuck and exits, the postmaster starts a new one, which streams again,
+#    exactly once; and `pg_ctl stop -m fast` does not hang while the call is
+#    blocked.
 use strict;
 use warnings;
 
@@ -126,6 +132,62 @@ is_deeply(kafka_guids(wait_published($node, $brokers, $topic, 240)), audit_guids
 ok($node->log_contains(qr/init_transactions: Kafka at \Q$brokers\E answered after waiting since/),
 	'the end of the wait is logged');
 is($node->safe_psql('postgres', 'SELECT publisher_error IS NULL FROM guid.status'), 't', 'the error clears');
+
+# --- 2. send_offsets_to_transaction blocks for ever: the worker exits, a new one streams -------
+# the deadline is the call's timeout (1 s) + socket.timeout.ms + 30 s
+$offset = -s $node->logfile;
+$node->append_conf('postgresql.conf',
+	"guid.publisher_test_pause = 'hang_send_offsets'\nguid.kafka_properties = 'socket.timeout.ms=10000'\n");
+$node->restart;
+$node->poll_query_until('postgres', "SELECT publisher_state = 'streaming' FROM guid.status")
+  or die 'publisher did not start';
+$pid = publisher_pid($node);
+load('hang', 5);
+ok($node->poll_query_until('postgres',
+		"SELECT publisher_state = 'waiting for Kafka: checkpoint' "
+		  . "AND publisher_error LIKE 'checkpoint: waiting for Kafka % send_offsets_to_transaction: no answer after % ms%' FROM guid.status"),
+	'send_offsets_to_transaction blocked: guid.status shows it');
+# the next publisher must not hang again (the blocked call stays blocked)
+$node->append_conf('postgresql.conf', "guid.publisher_test_pause = ''\n");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT publisher_pid NOT IN (0, $pid) FROM guid.status"),
+	'past its deadline the worker exits and the postmaster starts a new one');
+my $log = slurp_file($node->logfile, $offset);
+like($log, qr/WARNING:  guid publisher: send_offsets_to_transaction has not returned after \d+ ms, although its timeout is \d+ ms and socket.timeout.ms 10000 ms .*\n.*DETAIL:  The publisher exits without waiting for it/,
+	'the log says what was stuck');
+like($log, qr/background worker "guid publisher" \(PID $pid\) exited with exit code 1/, 'the worker exited (code 1)');
+unlike($log, qr/terminated by signal/, 'no crash: the other processes were not reset');
+load('after_hang', 5);
+is_deeply(kafka_guids(wait_published($node, $brokers, $topic, 240)), audit_guids(),
+	'the new publisher streams: the topic equals guid.audit exactly (the stuck transaction aborted, its rows once)');
+
+# --- 3. A fast shutdown while send_offsets_to_transaction is blocked -------------------------------
+$offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "guid.publisher_test_pause = 'hang_send_offsets'\n");
+$node->restart;
+$node->poll_query_until('postgres', "SELECT publisher_state = 'streaming' FROM guid.status")
+  or die 'publisher did not start';
+load('hang_stop', 5);
+ok($node->poll_query_until('postgres',
+		"SELECT publisher_error LIKE '% send_offsets_to_transaction: no answer after % ms%' FROM guid.status"),
+	'blocked again');
+# not reloaded: the running publisher keeps its hang, the next one has none
+$node->append_conf('postgresql.conf', "guid.publisher_test_pause = ''\n");
+my $stopped;
+{
+	local $ENV{PGCTLTIMEOUT} = 60;
+	$stopped = $node->stop('fast', fail_ok => 1);
+}
+ok($stopped, 'pg_ctl stop -m fast returns while the call is blocked');
+kill9_all($node) unless $stopped;
+$log = slurp_file($node->logfile, $offset);
+like($log, qr/guid publisher: stopping while librdkafka's send_offsets_to_transaction \(running for \d+ ms, its timeout is \d+ ms\) has not returned; exiting without waiting for it/,
+	'the worker said what was blocked when it stopped');
+unlike($log, qr/has not returned after \d+ ms, although/, 'it stopped on SIGTERM, not at its deadline');
+$node->start;
+load('after_stop', 5);
+is_deeply(kafka_guids(wait_published($node, $brokers, $topic, 240)), audit_guids(),
+	'started again: the topic equals guid.audit exactly');
 
 $node->stop;
 done_testing();
