@@ -21,7 +21,7 @@
  * producer's socket.timeout.ms is stuck (KAFKA_STUCK): the process must then exit without touching the handle
  * again (rd_kafka_destroy() would wait for the stuck call), and the
  * postmaster starts a new worker.  Why exactly-once survives that is
- * coordinator/publisher_kafka.c's pub_stuck.
+ * PubStuck's (coordinator/publisher_kafka.c).
  *
  * The helper thread calls nothing of PostgreSQL (no palloc, no elog, not
  * even SetLatch): it gets malloc'd copies of its arguments, runs with every
