@@ -18,10 +18,10 @@
  * ends before the call is KAFKA_RETRY, and the caller repeats it with
  * CHECK_FOR_INTERRUPTS() in between, as with any retriable step.  A call
  * still running KAFKA_CALL_MARGIN_MS after its own timeout and the
- * producer's socket.timeout.ms is stuck (KAFKA_STUCK): the process must then exit without touching the handle
- * again (rd_kafka_destroy() would wait for the stuck call), and the
- * postmaster starts a new worker.  Why exactly-once survives that is
- * PubStuck's (coordinator/publisher_kafka.c).
+ * producer's socket.timeout.ms is stuck (KAFKA_STUCK): the process must
+ * then exit without touching the handle again (rd_kafka_destroy() would
+ * wait for the stuck call), and the postmaster starts a new worker.  Why
+ * exactly-once survives that is PubStuck's (coordinator/publisher_kafka.c).
  *
  * The helper thread calls nothing of PostgreSQL (no palloc, no elog, not
  * even SetLatch): it gets malloc'd copies of its arguments, runs with every
