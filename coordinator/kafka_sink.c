@@ -399,6 +399,14 @@ KafkaSinkLastError(KafkaSink *ks)
 	return ks->last_error;
 }
 
+/* KafkaSinkClearLastError: what librdkafka reported is past (a step it
+ * made wait has been answered); the next wait shows only newer errors. */
+void
+KafkaSinkClearLastError(KafkaSink *ks)
+{
+	ks->last_error[0] = '\0';
+}
+
 /*
  * KafkaSinkClassify: classify and free an error object of a call on ks's
  * producer; fill err.  NULL is KAFKA_OK.

@@ -139,6 +139,10 @@ pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 			PubClearError();
 		}
 	}
+	/* Kafka answered: what librdkafka reported before is past, and must
+	 * not be shown as the cause of a later, unrelated wait */
+	if (st == KAFKA_OK)
+		KafkaSinkClearLastError(s->ks);
 	if (st == KAFKA_REFUSED || (st == KAFKA_FATAL && refuse && !KafkaSinkFenced(s->ks)))
 	{
 		PubSetState("error");

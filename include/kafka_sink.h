@@ -53,6 +53,7 @@ extern KafkaSink *KafkaSinkCreate(const char *brokers, const char *properties,
 extern void KafkaSinkDestroy(KafkaSink *ks);
 extern void KafkaSinkPoll(KafkaSink *ks);
 extern const char *KafkaSinkLastError(KafkaSink *ks);
+extern void KafkaSinkClearLastError(KafkaSink *ks);
 extern bool KafkaSinkFenced(KafkaSink *ks);
 extern long KafkaSinkFencedOpen(KafkaSink *ks, int *timeout_ms);
 extern KafkaStatus KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic,
