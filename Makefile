@@ -47,6 +47,7 @@ OBJS = \
 	coordinator/repl_client.o \
 	coordinator/kafka_sink.o \
 	coordinator/kafka_checkpoint.o \
+	coordinator/kafka_call.o \
 	coordinator/kafka_topics.o \
 	coordinator/kafka_readback.o \
 	coordinator/publisher_failover.o \

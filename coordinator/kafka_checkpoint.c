@@ -18,7 +18,9 @@
  *
  * Like coordinator/kafka_sink.c: nothing here runs on librdkafka's threads,
  * every blocking call is a short step followed by CHECK_FOR_INTERRUPTS(),
- * and errors fill err and return a KafkaStatus.
+ * and errors fill err and return a KafkaStatus.  The one call that can
+ * block past its timeout, send_offsets_to_transaction, runs on a helper
+ * thread with a watchdog (coordinator/kafka_call.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -39,39 +41,49 @@
  * transaction, as the metadata of the offset (offset of partition 0 of
  * topic) of consumer group group: the broker makes it visible when, and only
  * if, the transaction commits.  No consumer runs in that group: the group
- * metadata needs only its name.  One short step: KAFKA_RETRY means call
- * again (librdkafka resumes the call).  A value longer than
+ * metadata needs only its name.  A value longer than
  * KAFKA_OFFSET_METADATA_MAX is refused (KAFKA_FATAL) before it is sent.
+ *
+ * librdkafka's call runs on a helper thread (coordinator/kafka_call.c: it
+ * can block past timeout_ms); this waits for it one step of at most
+ * KAFKA_QUERY_STEP_MAX_MS.  KAFKA_RETRY means call again with the same
+ * arguments: the call is either still running (waited for again, not
+ * repeated) or returned a retriable error (librdkafka resumes it).
+ * KAFKA_STUCK: it has not returned long past timeout_ms; exit.
  */
 KafkaStatus
 KafkaSinkSendCheckpoint(KafkaSink *ks, const char *group, const char *topic, int64 offset,
 						const char *value, int timeout_ms, char *err, size_t errlen)
 {
-	rd_kafka_topic_partition_list_t *offsets;
-	rd_kafka_topic_partition_t *part;
-	rd_kafka_consumer_group_metadata_t *cgmd;
+	int			socket_timeout_ms;
+	KafkaCall **call = KafkaSinkCall(ks, &socket_timeout_ms);
 	rd_kafka_error_t *error;
 	size_t		len = strlen(value);
 	KafkaStatus status;
+	bool		hang = false;
 
-	if (len > KAFKA_OFFSET_METADATA_MAX)
+	if (*call == NULL)
 	{
-		snprintf(err, errlen, "checkpoint of %zu bytes exceeds the %d bytes of an offset's metadata (offset.metadata.max.bytes)",
-				 len, KAFKA_OFFSET_METADATA_MAX);
-		return KAFKA_FATAL;
+		if (len > KAFKA_OFFSET_METADATA_MAX)
+		{
+			snprintf(err, errlen, "checkpoint of %zu bytes exceeds the %d bytes of an offset's metadata (offset.metadata.max.bytes)",
+					 len, KAFKA_OFFSET_METADATA_MAX);
+			return KAFKA_FATAL;
+		}
+#ifdef GUID_FAULT_INJECTION
+		hang = KafkaSinkTestHanging(ks);
+#endif
+		/* a negative offset would be skipped */
+		*call = KafkaCallSendOffsets(KafkaSinkHandle(ks), group, topic, Max(offset, 0), value,
+									 timeout_ms, socket_timeout_ms, hang, err, errlen);
+		if (*call == NULL)
+			return KAFKA_FATAL;
 	}
-	CHECK_FOR_INTERRUPTS();
-	offsets = rd_kafka_topic_partition_list_new(1);
-	part = rd_kafka_topic_partition_list_add(offsets, topic, 0);
-	part->offset = Max(offset, 0);	/* a negative offset would be skipped */
-	part->metadata = (void *) value;
-	part->metadata_size = len;
-	cgmd = rd_kafka_consumer_group_metadata_new(group);
-	error = rd_kafka_send_offsets_to_transaction(KafkaSinkHandle(ks), offsets, cgmd, timeout_ms);
-	rd_kafka_consumer_group_metadata_destroy(cgmd);
-	part->metadata = NULL;		/* ours, not the list's to free */
-	part->metadata_size = 0;
-	rd_kafka_topic_partition_list_destroy(offsets);
+	status = KafkaCallWait(*call, Min(timeout_ms + KAFKA_STEP_MS, KAFKA_QUERY_STEP_MAX_MS),
+						   &error, err, errlen);
+	if (status != KAFKA_OK)
+		return status;
+	*call = NULL;
 	status = KafkaSinkClassify(ks, error, "send_offsets_to_transaction", err, errlen);
 	if (status != KAFKA_OK && strstr(err, "etadata string too large") != NULL)
 	{

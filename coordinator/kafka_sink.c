@@ -49,9 +49,15 @@ struct KafkaSink
 	bool		fenced;			/* a newer producer took our transactional.id,
 								 * or the coordinator bumped our epoch */
 	int			txn_timeout_ms; /* transaction.timeout.ms in force */
+	int			socket_timeout_ms;	/* socket.timeout.ms in force: how long
+									 * librdkafka waits for a request's
+									 * answer, whatever a call's timeout */
 	TimestampTz txn_begun;		/* when the open transaction began; 0: none */
 	long		fenced_open_ms; /* how long it had been open when fenced;
 								 * -1: none was */
+	KafkaCall  *call;			/* a call running on a helper thread
+								 * (coordinator/kafka_call.c), or NULL */
+	bool		test_hang;		/* test builds: that call blocks for ever */
 };
 
 /* kafka_fenced: note that ks's producer is fenced, and how long its
@@ -81,6 +87,8 @@ KafkaStatusName(KafkaStatus status)
 			return "fatal";
 		case KAFKA_REFUSED:
 			return "refused";
+		case KAFKA_STUCK:
+			return "stuck";
 	}
 	return "unknown";
 }
@@ -256,6 +264,9 @@ KafkaSinkCreate(const char *brokers, const char *properties, const char *file_pr
 
 		ks->txn_timeout_ms = rd_kafka_conf_get(conf, "transaction.timeout.ms", value, &size) == RD_KAFKA_CONF_OK ?
 			atoi(value) : 0;
+		size = sizeof(value);
+		ks->socket_timeout_ms = rd_kafka_conf_get(conf, "socket.timeout.ms", value, &size) == RD_KAFKA_CONF_OK ?
+			atoi(value) : 60000;
 	}
 	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
 	rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
@@ -272,17 +283,84 @@ KafkaSinkCreate(const char *brokers, const char *properties, const char *file_pr
 	return ks;
 }
 
-/* KafkaSinkDestroy: drop what is queued and stop the producer. */
+/*
+ * KafkaSinkDestroy: drop what is queued and stop the producer.  Caller has
+ * settled any call on a helper thread (KafkaSinkSettle); one still running
+ * would make rd_kafka_destroy() wait for it, so the handle is then left as
+ * it is (the process is about to exit).
+ */
 void
 KafkaSinkDestroy(KafkaSink *ks)
 {
-	if (ks == NULL)
+	if (ks == NULL || ks->call != NULL)
 		return;
 	rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(ks->rk, 0);
 	rd_kafka_destroy(ks->rk);
 	pfree(ks);
 }
+
+/* KafkaSinkCall: where ks keeps its call on a helper thread
+ * (coordinator/kafka_checkpoint.c starts and waits for it there), and
+ * *socket_timeout_ms the producer's socket.timeout.ms. */
+KafkaCall **
+KafkaSinkCall(KafkaSink *ks, int *socket_timeout_ms)
+{
+	*socket_timeout_ms = ks->socket_timeout_ms;
+	return &ks->call;
+}
+
+/*
+ * KafkaSinkSettle: wait up to wait_ms for ks's call on a helper thread, if
+ * one is running, and drop its result (the session that made it is
+ * ending).  KAFKA_OK: none runs any more; KAFKA_RETRY: wait again;
+ * KAFKA_STUCK: it is stuck (err says how), exit.
+ */
+KafkaStatus
+KafkaSinkSettle(KafkaSink *ks, int wait_ms, char *err, size_t errlen)
+{
+	rd_kafka_error_t *error;
+	KafkaStatus st;
+
+	if (ks == NULL || ks->call == NULL)
+		return KAFKA_OK;
+	st = KafkaCallWait(ks->call, wait_ms, &error, err, errlen);
+	if (st == KAFKA_OK)
+	{
+		ks->call = NULL;
+		if (error)
+			rd_kafka_error_destroy(error);
+	}
+	return st;
+}
+
+/* KafkaSinkPendingCall: whether a call of ks runs on a helper thread; if so
+ * buf says which and for how long. */
+bool
+KafkaSinkPendingCall(KafkaSink *ks, char *buf, size_t len)
+{
+	if (ks == NULL || ks->call == NULL)
+		return false;
+	KafkaCallDescribe(ks->call, buf, len);
+	return true;
+}
+
+#ifdef GUID_FAULT_INJECTION
+/* KafkaSinkTestHang: (fault tests) the next send_offsets_to_transaction
+ * blocks for ever, as librdkafka's issues #5456 and #5511 describe. */
+void
+KafkaSinkTestHang(KafkaSink *ks, bool hang)
+{
+	ks->test_hang = hang;
+}
+
+/* KafkaSinkTestHanging: whether KafkaSinkTestHang asked for it. */
+bool
+KafkaSinkTestHanging(KafkaSink *ks)
+{
+	return ks->test_hang;
+}
+#endif
 
 /* KafkaSinkPoll: serve logs and error callbacks, without blocking. */
 void
@@ -319,6 +397,14 @@ const char *
 KafkaSinkLastError(KafkaSink *ks)
 {
 	return ks->last_error;
+}
+
+/* KafkaSinkClearLastError: what librdkafka reported is past (a step it
+ * made wait has been answered); the next wait shows only newer errors. */
+void
+KafkaSinkClearLastError(KafkaSink *ks)
+{
+	ks->last_error[0] = '\0';
 }
 
 /*

@@ -71,7 +71,12 @@
  * updates so the walsender does not time it out.  Errors never raise: they
  * end the session, are logged once and shown in guid.status, and a new
  * session starts after a backoff (no crash loop).  The producer is created
- * here, never in the postmaster.
+ * here, never in the postmaster.  The one librdkafka call that can block
+ * past its own timeout (send_offsets_to_transaction, librdkafka issues
+ * #5456 and #5511) runs on a helper thread with a deadline
+ * (coordinator/kafka_call.c): past it, the worker exits and the postmaster
+ * starts a new one (PubStuck in coordinator/publisher_kafka.c says why
+ * exactly-once holds).
  *
  * Files
  * -----
@@ -126,15 +131,27 @@
 /* When the retained-WAL warning was last logged; 0 once streaming starts. */
 static TimestampTz pub_warned_lag_at = 0;
 
+/* The current session, for PubProcessInterrupts' last word. */
+static PubSession *pub_current = NULL;
+
 /* ----------
  * Waiting
  * ----------
  */
 
-/* PubProcessInterrupts: die on SIGTERM, reload the settings on SIGHUP. */
+/* PubProcessInterrupts: die on SIGTERM, reload the settings on SIGHUP.
+ * Dying while a librdkafka call runs on a helper thread (it may be stuck)
+ * says so first: the process exits without waiting for it. */
 void
 PubProcessInterrupts(void)
 {
+	char		what[160];
+
+	if (ProcDiePending && pub_current != NULL &&
+		KafkaSinkPendingCall(pub_current->ks, what, sizeof(what)))
+		ereport(LOG,
+				(errmsg("guid publisher: stopping while librdkafka's %s has not returned; exiting without waiting for it",
+						what)));
 	CHECK_FOR_INTERRUPTS();
 	if (ConfigReloadPending)
 	{
@@ -246,8 +263,13 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		if (found && !init)
 			return PubFailoverRecover(s, &c, false);
 		/* "init" first: a crash before the real checkpoint is not a gap */
-		if (!PubCommitInitCheckpoint(s) || !ReplCreateSlot(s, &s->checkpoint, false))
+		PubSetState("committing the first checkpoint");
+		if (!PubCommitInitCheckpoint(s))
 			return false;
+		PubSetState("creating the slot");
+		if (!ReplCreateSlot(s, &s->checkpoint, false))
+			return false;
+		PubSetState("confirming the new slot");
 		return PubConfirmIdle(s, s->checkpoint);
 	}
 
@@ -263,6 +285,7 @@ pub_check_slot(PubSession *s, const char *ckpt, bool found)
 		/* created by a previous session that stopped before its first
 		 * checkpoint: nothing can have been published or confirmed */
 		s->checkpoint = slot_lsn;
+		PubSetState("confirming the new slot");
 		return PubConfirmIdle(s, slot_lsn);
 	}
 	/* a recovery that did not finish, or a slot from before the promotion:
@@ -337,7 +360,10 @@ pub_session(PubSession *s)
 
 	PubSetState("connecting to PostgreSQL");
 	s->tli = GetWALInsertionTimeLine();
-	if (!ReplConnect(s) || !pub_check_slot(s, ckpt, found))
+	if (!ReplConnect(s))
+		return false;
+	PubSetState("checking the slot");
+	if (!pub_check_slot(s, ckpt, found))
 		return false;
 
 	if (!ReplStart(s))
@@ -423,7 +449,10 @@ GuidPublisherMain(Datum main_arg)
 					 guid_kafka_topic) >= (int) sizeof(s->ckpt_topic))
 			elog(ERROR, "checkpoint topic name of \"%s\" is too long", guid_kafka_topic);
 
+		pub_current = s;
 		streamed = pub_session(s);
+		/* a call still on a helper thread: wait for it (or exit) */
+		PubKafkaSettle(s);
 		fenced = s->ks != NULL && KafkaSinkFenced(s->ks);
 		if (fenced)
 		{
@@ -450,6 +479,7 @@ GuidPublisherMain(Datum main_arg)
 		if (s->conn)
 			PQfinish(s->conn);
 		KafkaSinkDestroy(s->ks);
+		pub_current = NULL;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(session_cxt);
 

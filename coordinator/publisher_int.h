@@ -36,6 +36,9 @@
 #define PUB_STATUS_MS			1000
 /* Repeat an unchanged error or the retained-WAL warning this often, ms */
 #define PUB_WARN_MS				60000
+/* A librdkafka step still retrying this long is logged (then every
+ * PUB_WARN_MS), ms */
+#define PUB_STALL_LOG_MS		10000
 
 /* A mark records at most this many partitions of the data topic; a data
  * topic with more is refused (they would not fit in a checkpoint). */
@@ -147,6 +150,8 @@ extern bool PubOnBegin(PubSession *s, XLogRecPtr end_lsn, TimestampTz commit_tim
 extern bool PubOnRow(PubSession *s, const char *key, uint32 keylen,
 					 const char *value, int valuelen);
 extern void PubOnCommit(PubSession *s, XLogRecPtr end_lsn);
+extern void PubKafkaSettle(PubSession *s);
+extern void PubStuck(const char *err) pg_attribute_noreturn();
 
 /* coordinator/publisher_failover.c: checkpoints, marks, recovery */
 extern bool PubCheckpointParse(const char *value, PubCheckpoint *c);
@@ -175,6 +180,8 @@ extern bool ReplSendStatus(PubSession *s, bool force);
  */
 extern void PubStatusInit(void);
 extern void PubSetState(const char *state);
+extern const char *PubState(void);
+extern void PubNoteError(const char *msg);
 extern void PubFail(int elevel, const char *fmt,...) pg_attribute_printf(2, 3);
 extern void PubClearError(void);
 extern void PubAttach(void);

@@ -20,6 +20,10 @@
  * does not block) and repeated while it is retriable, with standby status
  * updates and CHECK_FOR_INTERRUPTS() in between, so that a slow Kafka
  * neither blocks signals nor lets the walsender time the connection out.
+ * A step that keeps retrying is shown and logged (pub_retry).  The one
+ * call that can block past its own timeout, send_offsets_to_transaction,
+ * is waited for in such steps too, from a helper thread with a deadline
+ * (coordinator/kafka_call.c); past it the process exits (PubStuck).
  *
  * What this file must not do: read the replication stream or decide when
  * a session starts or ends (coordinator/publisher.c), or raise an error:
@@ -29,6 +33,8 @@
  */
 #include "postgres.h"
 
+#include "storage/ipc.h"
+#include "utils/datetime.h"
 #include "utils/timestamp.h"
 
 #include "guid_core.h"
@@ -45,32 +51,98 @@
  * fatal failure is a setup the publisher refuses (refuse: a data topic or a
  * checkpoint it cannot keep, not a fenced producer), or KAFKA_REFUSED (a
  * topic under-replicated for the settings), leaves the state "error" and is
- * logged as a WARNING.
+ * logged as a WARNING.  A step that is stuck (KAFKA_STUCK) ends the process
+ * (PubStuck).
+ *
+ * A step that keeps retrying is never silent: while it lasts the state is
+ * "waiting for Kafka: <what>" and publisher_error says what it waits for,
+ * since when and the last error; that is logged once it has waited
+ * PUB_STALL_LOG_MS, then every PUB_WARN_MS (and before, at once, an error
+ * librdkafka's error_cb reports that was not logged yet); and the end of a
+ * logged wait is logged.
  */
 typedef KafkaStatus (*PubStep) (PubSession *s, char *err, size_t errlen);
+
+/* The last librdkafka error pub_retry logged as soon as it saw it. */
+static char pub_lib_logged[GUID_ERROR_LEN];
 
 static KafkaStatus
 pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 {
 	char		err[GUID_ERROR_LEN];
+	char		msg[GUID_ERROR_LEN];
+	char		state[48];
+	char		since[MAXDATELEN + 1];
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz next_log = TimestampTzPlusMilliseconds(start, PUB_STALL_LOG_MS);
+	bool		logged = false;
+	bool		waited = false;
 	KafkaStatus st;
 
 	for (;;)
 	{
+		const char *lib;
+		TimestampTz now;
+		long		secs;
+		int			usecs;
+
 		st = step(s, err, sizeof(err));
+		if (st == KAFKA_STUCK)
+			PubStuck(err);
 		if (st != KAFKA_RETRY)
 			break;
 		KafkaSinkPoll(s->ks);
-		if (KafkaSinkLastError(s->ks)[0] != '\0')
-			PubFail(LOG, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers,
-					KafkaSinkLastError(s->ks));
+		now = GetCurrentTimestamp();
+		if (!waited)
+		{
+			waited = true;
+			strlcpy(state, PubState(), sizeof(state));
+			snprintf(msg, sizeof(msg), "waiting for Kafka: %s", what);
+			PubSetState(msg);
+			strlcpy(since, timestamptz_to_str(start), sizeof(since));
+		}
+		TimestampDifference(start, now, &secs, &usecs);
+		lib = KafkaSinkLastError(s->ks);
+		snprintf(msg, sizeof(msg), "%s: waiting for Kafka at %s since %s (%ld s): %s%s%s",
+				 what, guid_kafka_brokers, since, secs, err,
+				 lib[0] != '\0' ? "; librdkafka reported: " : "", lib);
+		if (now >= next_log)
+		{
+			/* PUB_STALL_LOG_MS, then every PUB_WARN_MS */
+			PubFail(LOG, "%s", msg);
+			next_log = TimestampTzPlusMilliseconds(now, PUB_WARN_MS);
+			logged = true;
+		}
+		else if (!logged && lib[0] != '\0' && strcmp(lib, pub_lib_logged) != 0)
+		{
+			/* before that, what librdkafka reports is logged at once
+			 * (a broker refusing connections), each error once */
+			PubFail(LOG, "%s", msg);
+			strlcpy(pub_lib_logged, lib, sizeof(pub_lib_logged));
+		}
 		else
-			PubFail(DEBUG1, "%s: waiting for Kafka at %s: %s", what, guid_kafka_brokers, err);
+			PubNoteError(msg);
 		PubWarnLag(s);
 		if (!ReplSendStatus(s, false))
 			return KAFKA_FATAL;
 		PubProcessInterrupts();
 	}
+	if (waited)
+	{
+		PubSetState(state);
+		if (st == KAFKA_OK)
+		{
+			if (logged)
+				ereport(LOG,
+						(errmsg("guid publisher: %s: Kafka at %s answered after waiting since %s",
+								what, guid_kafka_brokers, since)));
+			PubClearError();
+		}
+	}
+	/* Kafka answered: what librdkafka reported before is past, and must
+	 * not be shown as the cause of a later, unrelated wait */
+	if (st == KAFKA_OK)
+		KafkaSinkClearLastError(s->ks);
 	if (st == KAFKA_REFUSED || (st == KAFKA_FATAL && refuse && !KafkaSinkFenced(s->ks)))
 	{
 		PubSetState("error");
@@ -79,6 +151,54 @@ pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 	else if (st != KAFKA_OK)
 		PubFail(LOG, "%s", err);
 	return st;
+}
+
+/*
+ * PubStuck: a librdkafka call has not returned long after its timeout
+ * (err): log it and exit; the postmaster starts a new publisher
+ * (bgw_restart_time).  The stuck handle is not destroyed (that would wait
+ * for the call) and nothing is confirmed to the slot.
+ *
+ * Why exactly-once holds: the checkpoint committed in Kafka is the source
+ * of truth, and the slot is never confirmed past it.  The Kafka transaction
+ * this process left open (rows, perhaps the checkpoint's offsets) was not
+ * committed: the process never got to commit_transaction, and it exits, so
+ * no thread of it can commit later.  The new publisher's producer has the
+ * same transactional.id: its init_transactions fences this producer's epoch
+ * and aborts that transaction (or its coordinator already rolled it back
+ * after transaction.timeout.ms); it then reads the checkpoint back (a
+ * stable fetch) and starts at it, so the rows of the aborted transaction
+ * are published once, by the new producer, and read_committed consumers
+ * never see the aborted ones.
+ */
+void
+PubStuck(const char *err)
+{
+	PubSetState("stuck");
+	PubNoteError(err);
+	ereport(WARNING,
+			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+			 errmsg("guid publisher: %s", err),
+			 errdetail("The publisher exits without waiting for it; the postmaster starts a new one, "
+					   "whose producer fences this one and aborts its open transaction.")));
+	proc_exit(1);
+}
+
+/*
+ * PubKafkaSettle: at the end of a session, wait for a librdkafka call that
+ * still runs on a helper thread (coordinator/kafka_call.c), so that the
+ * producer can be destroyed; a stuck one ends the process (PubStuck).
+ */
+void
+PubKafkaSettle(PubSession *s)
+{
+	char		err[GUID_ERROR_LEN];
+	KafkaStatus st;
+
+	while ((st = KafkaSinkSettle(s->ks, 1000, err, sizeof(err))) == KAFKA_RETRY)
+		PubProcessInterrupts();
+	if (st == KAFKA_STUCK)
+		PubStuck(err);
 }
 
 static KafkaStatus
@@ -129,6 +249,10 @@ static const char *pub_checkpoint_value;
 static KafkaStatus
 pub_step_checkpoint(PubSession *s, char *err, size_t errlen)
 {
+#ifdef GUID_FAULT_INJECTION
+	KafkaSinkTestHang(s->ks, guid_publisher_test_pause != NULL &&
+					  strcmp(guid_publisher_test_pause, "hang_send_offsets") == 0);
+#endif
 	/* the offset itself means nothing; partition 0's from the mark keeps
 	 * consumer-lag tools showing a small lag for the group */
 	return KafkaSinkSendCheckpoint(s->ks, s->ckpt_group, guid_kafka_topic,

@@ -143,7 +143,7 @@ PublisherInit(void)
 
 #ifdef GUID_FAULT_INJECTION
 	DefineCustomStringVariable("guid.publisher_test_pause",
-							   gettext_noop("For fault tests only: the publisher waits at this step (before_produce, before_commit, before_confirm)."),
+							   gettext_noop("For fault tests only: the publisher waits at this step (before_produce, before_commit, before_confirm), or its next send_offsets_to_transaction blocks for ever (hang_send_offsets)."),
 							   NULL, &guid_publisher_test_pause, "",
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 #endif

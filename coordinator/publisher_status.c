@@ -62,6 +62,24 @@ PubSetState(const char *state)
 	GuidStatusWrite(pub_area, p);
 }
 
+/* PubState: what PubSetState last set. */
+const char *
+PubState(void)
+{
+	return pub_status.state;
+}
+
+/* PubNoteError: show msg as the error in guid.status, without logging it
+ * (the caller logs when it is time to). */
+void
+PubNoteError(const char *msg)
+{
+	StreamStatus *p = &pub_status;
+
+	strlcpy(p->error, msg, sizeof(p->error));
+	GuidStatusWrite(pub_area, p);
+}
+
 /* PubFail: record an error for guid.status and log it (an unchanged one
  * at most once a minute). */
 void

@@ -20,9 +20,13 @@ typedef enum KafkaStatus
 	KAFKA_ABORT,				/* the transaction must be aborted */
 	KAFKA_FATAL,				/* the producer is unusable (fenced, bad
 								 * configuration): destroy it */
-	KAFKA_REFUSED				/* the cluster or a topic is not what the
+	KAFKA_REFUSED,				/* the cluster or a topic is not what the
 								 * settings ask (under-replicated): end the
 								 * session, try again later */
+	KAFKA_STUCK					/* a librdkafka call has not returned long
+								 * past its timeout: never touch the handle
+								 * again (not even to destroy it); the
+								 * process must exit */
 } KafkaStatus;
 
 /*
@@ -49,6 +53,7 @@ extern KafkaSink *KafkaSinkCreate(const char *brokers, const char *properties,
 extern void KafkaSinkDestroy(KafkaSink *ks);
 extern void KafkaSinkPoll(KafkaSink *ks);
 extern const char *KafkaSinkLastError(KafkaSink *ks);
+extern void KafkaSinkClearLastError(KafkaSink *ks);
 extern bool KafkaSinkFenced(KafkaSink *ks);
 extern long KafkaSinkFencedOpen(KafkaSink *ks, int *timeout_ms);
 extern KafkaStatus KafkaSinkEnsureTopic(KafkaSink *ks, const char *topic,
@@ -67,6 +72,33 @@ extern KafkaStatus KafkaSinkCommit(KafkaSink *ks, int timeout_ms,
 struct rd_kafka_error_s;
 extern KafkaStatus KafkaSinkClassify(KafkaSink *ks, struct rd_kafka_error_s *error,
 									 const char *what, char *err, size_t errlen);
+
+/*
+ * coordinator/kafka_call.c: a librdkafka call that can block past its
+ * timeout, on a helper thread, given up as stuck this long after its
+ * timeout and the producer's socket.timeout.ms (the longest a request of
+ * it may wait for an answer) have both passed
+ */
+#define KAFKA_CALL_MARGIN_MS	30000
+typedef struct KafkaCall KafkaCall;
+struct rd_kafka_s;
+struct rd_kafka_error_s;
+extern KafkaCall *KafkaCallSendOffsets(struct rd_kafka_s *rk, const char *group,
+									   const char *topic, int64 offset,
+									   const char *value, int timeout_ms,
+									   int socket_timeout_ms, bool hang,
+									   char *err, size_t errlen);
+extern KafkaStatus KafkaCallWait(KafkaCall *call, int wait_ms,
+								 struct rd_kafka_error_s **error,
+								 char *err, size_t errlen);
+extern void KafkaCallDescribe(KafkaCall *call, char *buf, size_t len);
+extern KafkaCall **KafkaSinkCall(KafkaSink *ks, int *socket_timeout_ms);
+extern KafkaStatus KafkaSinkSettle(KafkaSink *ks, int wait_ms, char *err, size_t errlen);
+extern bool KafkaSinkPendingCall(KafkaSink *ks, char *buf, size_t len);
+#ifdef GUID_FAULT_INJECTION
+extern void KafkaSinkTestHang(KafkaSink *ks, bool hang);
+extern bool KafkaSinkTestHanging(KafkaSink *ks);
+#endif
 
 /* coordinator/kafka_checkpoint.c: the checkpoint */
 extern KafkaStatus KafkaSinkSendCheckpoint(KafkaSink *ks, const char *group,
