@@ -313,7 +313,7 @@ KafkaSinkCall(KafkaSink *ks, int *socket_timeout_ms)
 /*
  * KafkaSinkSettle: wait up to wait_ms for ks's call on a helper thread, if
  * one is running, and drop its result (the session that made it is
- * ending).  KAFKA_OK: none runs any more; KAFKA_RETRY: wait again;
+ * ending) once classified.  KAFKA_OK: none runs any more; KAFKA_RETRY: wait again;
  * KAFKA_STUCK: it is stuck (err says how), exit.
  */
 KafkaStatus
@@ -327,9 +327,13 @@ KafkaSinkSettle(KafkaSink *ks, int wait_ms, char *err, size_t errlen)
 	st = KafkaCallWait(ks->call, wait_ms, &error, err, errlen);
 	if (st == KAFKA_OK)
 	{
+		char		dropped[256];
+
+		/* classified, not just freed: a fence it reports is remembered
+		 * (KafkaSinkFenced) for the message of the next session */
 		ks->call = NULL;
-		if (error)
-			rd_kafka_error_destroy(error);
+		(void) KafkaSinkClassify(ks, error, "send_offsets_to_transaction",
+								 dropped, sizeof(dropped));
 	}
 	return st;
 }
