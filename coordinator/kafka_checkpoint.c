@@ -45,15 +45,15 @@
  * KAFKA_OFFSET_METADATA_MAX is refused (KAFKA_FATAL) before it is sent.
  *
  * librdkafka's call runs on a helper thread (coordinator/kafka_call.c: it
- * can block past timeout_ms); this waits for it one step of at most
- * KAFKA_QUERY_STEP_MAX_MS.  KAFKA_RETRY means call again with the same
+ * can block past timeout_ms); this waits for it one step of wait_ms (at
+ * most KAFKA_QUERY_STEP_MAX_MS).  KAFKA_RETRY means call again with the same
  * arguments: the call is either still running (waited for again, not
  * repeated) or returned a retriable error (librdkafka resumes it).
  * KAFKA_STUCK: it has not returned long past timeout_ms; exit.
  */
 KafkaStatus
 KafkaSinkSendCheckpoint(KafkaSink *ks, const char *group, const char *topic, int64 offset,
-						const char *value, int timeout_ms, char *err, size_t errlen)
+						const char *value, int timeout_ms, int wait_ms, char *err, size_t errlen)
 {
 	int			socket_timeout_ms;
 	KafkaCall **call = KafkaSinkCall(ks, &socket_timeout_ms);
@@ -79,8 +79,7 @@ KafkaSinkSendCheckpoint(KafkaSink *ks, const char *group, const char *topic, int
 		if (*call == NULL)
 			return KAFKA_FATAL;
 	}
-	status = KafkaCallWait(*call, Min(timeout_ms + KAFKA_STEP_MS, KAFKA_QUERY_STEP_MAX_MS),
-						   &error, err, errlen);
+	status = KafkaCallWait(*call, Min(wait_ms, KAFKA_QUERY_STEP_MAX_MS), &error, err, errlen);
 	if (status != KAFKA_OK)
 		return status;
 	*call = NULL;

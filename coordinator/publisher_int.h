@@ -34,6 +34,8 @@
 #define PUB_BATCH_ROWS			20000
 /* Standby status updates at least this often, ms */
 #define PUB_STATUS_MS			1000
+/* Read ahead from the walsender while Kafka is waited for: at most this */
+#define PUB_PREFETCH_MAX		((uint64) 64 * 1024 * 1024)
 /* Repeat an unchanged error or the retained-WAL warning this often, ms */
 #define PUB_WARN_MS				60000
 /* A librdkafka step still retrying this long is logged (then every
@@ -113,6 +115,9 @@ typedef struct PubSession
 	TimestampTz last_idle_confirm;
 	TimestampTz last_commit;	/* of a checkpoint, by this session */
 	bool		reply_wanted;
+	uint64		prefetched;		/* bytes ReplPrefetch read ahead since
+								 * ReplRead last drained libpq's buffer */
+	int			step_ms;		/* timeout of pub_retry's current step */
 	/* failover (coordinator/publisher_failover.c) */
 	TimeLineID	tli;			/* this server's timeline */
 	PubMark		mark;			/* recorded in every checkpoint */
@@ -172,6 +177,7 @@ extern bool ReplDropSlot(PubSession *s);
 extern PGresult *ReplExec(PubSession *s, const char *command, ExecStatusType expect);
 extern bool ReplStart(PubSession *s);
 extern bool ReplRead(PubSession *s, bool *drained);
+extern void ReplPrefetch(PubSession *s);
 extern bool ReplSendStatus(PubSession *s, bool force);
 
 /*

@@ -16,16 +16,19 @@
  * s->checkpoint, the position the slot is confirmed to, moves only after
  * that commit succeeded.
  *
- * Every librdkafka call is short (a step of PUB_STEP_MS, or a produce that
- * does not block) and repeated while it is retriable, with standby status
- * updates and CHECK_FOR_INTERRUPTS() in between, so that a slow Kafka
+ * Every librdkafka call is short (a step of PUB_STEP_MS, PUB_FAST_STEP_MS
+ * in a wait's first PUB_FAST_WAIT_MS, or a produce that does not block)
+ * and repeated while it is retriable, with standby status updates, a read
+ * ahead from the walsender (ReplPrefetch) and CHECK_FOR_INTERRUPTS() in
+ * between, so that a slow Kafka
  * neither blocks signals nor lets the walsender time the connection out.
  * A step that keeps retrying is shown and logged (pub_retry).  The one
  * call that can block past its own timeout, send_offsets_to_transaction,
  * is waited for in such steps too, from a helper thread with a deadline
  * (coordinator/kafka_call.c); past it the process exits (PubStuck).
  *
- * What this file must not do: read the replication stream or decide when
+ * What this file must not do: read the replication stream (ReplPrefetch
+ * only moves its bytes into libpq's buffer, unparsed) or decide when
  * a session starts or ends (coordinator/publisher.c), or raise an error:
  * failures are reported with PubFail and the functions return false.
  *
@@ -44,6 +47,14 @@
 
 /* librdkafka steps, ms */
 #define PUB_STEP_MS				200
+/*
+ * The first PUB_FAST_WAIT_MS of a commit or checkpoint are waited for in
+ * steps of PUB_FAST_STEP_MS, reading ahead from the walsender between them
+ * (ReplPrefetch): a commit takes tens of ms on a replicated Kafka, and the
+ * walsender must not sit blocked through it.
+ */
+#define PUB_FAST_STEP_MS		5
+#define PUB_FAST_WAIT_MS		1000
 
 /*
  * pub_retry: repeat a librdkafka step while it is retriable, keeping the
@@ -79,6 +90,7 @@ pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 	bool		waited = false;
 	KafkaStatus st;
 
+	s->step_ms = PUB_FAST_STEP_MS;
 	for (;;)
 	{
 		const char *lib;
@@ -92,7 +104,15 @@ pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 		if (st != KAFKA_RETRY)
 			break;
 		KafkaSinkPoll(s->ks);
+		ReplPrefetch(s);
 		now = GetCurrentTimestamp();
+		if (!TimestampDifferenceExceeds(start, now, PUB_FAST_WAIT_MS))
+		{
+			/* a short wait: no state shown, nothing logged */
+			PubProcessInterrupts();
+			continue;
+		}
+		s->step_ms = PUB_STEP_MS;
 		if (!waited)
 		{
 			waited = true;
@@ -210,7 +230,7 @@ pub_step_init(PubSession *s, char *err, size_t errlen)
 static KafkaStatus
 pub_step_commit(PubSession *s, char *err, size_t errlen)
 {
-	return KafkaSinkCommit(s->ks, PUB_STEP_MS, err, errlen);
+	return KafkaSinkCommit(s->ks, s->step_ms, err, errlen);
 }
 
 /*
@@ -257,7 +277,7 @@ pub_step_checkpoint(PubSession *s, char *err, size_t errlen)
 	 * consumer-lag tools showing a small lag for the group */
 	return KafkaSinkSendCheckpoint(s->ks, s->ckpt_group, guid_kafka_topic,
 								   s->mark.valid && s->mark.nparts > 0 ? s->mark.offsets[0] : 0,
-								   pub_checkpoint_value, PUB_STEP_MS * 5, err, errlen);
+								   pub_checkpoint_value, PUB_STEP_MS * 5, s->step_ms, err, errlen);
 }
 
 /*

@@ -26,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include <sys/ioctl.h>
+
 #include <libpq-fe.h>
 
 #include "miscadmin.h"
@@ -357,6 +359,38 @@ repl_undecodable(const char *sqlstate)
 }
 
 /*
+ * ReplPrefetch: while Kafka is waited for, move what the walsender has sent
+ * from the socket into libpq's buffer (which grows), without parsing it:
+ * ReplRead takes it from there in order, as if it had just arrived.  The
+ * walsender, whose socket buffer is small (about 200 kB on a Unix socket,
+ * net.core.wmem_max), then goes on decoding instead of blocking until the
+ * commit is over, and the next Kafka transaction starts with everything
+ * committed meanwhile.  At most PUB_PREFETCH_MAX bytes between two drains
+ * of the buffer: past that the walsender waits, as without this.  A
+ * connection error is left for ReplRead to report.
+ */
+void
+ReplPrefetch(PubSession *s)
+{
+	int			sock;
+	int			i;
+
+	if (s->conn == NULL || !s->copying || (sock = PQsocket(s->conn)) < 0)
+		return;
+	/* a few reads at most: this runs between two short Kafka steps */
+	for (i = 0; i < 16 && s->prefetched < PUB_PREFETCH_MAX; i++)
+	{
+		int			avail = 0;
+
+		if (ioctl(sock, FIONREAD, &avail) < 0 || avail <= 0)
+			return;
+		if (!PQconsumeInput(s->conn))
+			return;
+		s->prefetched += (uint64) avail;
+	}
+}
+
+/*
  * ReplRead: take what the walsender sent so far.  Sets *drained when the
  * connection has nothing more right now.  Returns false on failure.
  */
@@ -394,6 +428,7 @@ ReplRead(PubSession *s, bool *drained)
 			if (just_read)
 			{
 				*drained = true;
+				s->prefetched = 0;
 				return true;
 			}
 			must_read = true;

@@ -104,7 +104,7 @@ extern bool KafkaSinkTestHanging(KafkaSink *ks);
 extern KafkaStatus KafkaSinkSendCheckpoint(KafkaSink *ks, const char *group,
 										   const char *topic, int64 offset,
 										   const char *value, int timeout_ms,
-										   char *err, size_t errlen);
+										   int wait_ms, char *err, size_t errlen);
 extern KafkaStatus KafkaSinkReadGroupCheckpoint(const char *brokers,
 												const char *properties,
 												const char *file_properties,
