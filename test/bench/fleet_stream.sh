@@ -13,7 +13,11 @@
 #     transactions it took;
 #   - latency at 5,000 rows/s (single-row transactions): created_at to a
 #     read_committed consumer's poll, p50/p99/max, the Kafka transactions
-#     during the run, and guid.status kafka_commit_ms (the last commit).
+#     during the run, and guid.status kafka_commit_ms (the last commit);
+#   - before either, Kafka's own floor without guid (test/bench/kafka_floor.c):
+#     one record with acks=all, a transaction of one record, and one that
+#     also sends offsets (as the publisher's checkpoint does), each timed
+#     FLEET_STREAM_FLOOR_ROUNDS times one after the other, p50/p99.
 # Medians of the repeats, each repeat's figures beside them.  This is not a
 # test: it prints figures and fails only when something breaks (the
 # publisher stuck, a row missing from the topic).  It stops everything it
@@ -23,6 +27,7 @@
 #   FLEET_STREAM_REPEATS     repeats (default 3)
 #   FLEET_STREAM_ROWS        backlog rows, a multiple of 2000 (default 200000)
 #   FLEET_STREAM_SECONDS     length of the 5,000 rows/s run (default 10)
+#   FLEET_STREAM_FLOOR_ROUNDS  rounds of each floor form (default 200)
 #   FLEET_STREAM_CLIENTS     pgbench clients of that run (default 16: each
 #                            waits for its commit's WAL flush; bench.sh's 4
 #                            reach about 1,300 tps on this machine's disk)
@@ -57,6 +62,7 @@ BROKERS3=${BROKERS3%,}
 # guid.publisher_test_pause (a string compare per publisher step).
 install_and_build GUID_FAULT_INJECTION=1
 make -s guid_consumer
+FLOOR_ROUNDS=${FLEET_STREAM_FLOOR_ROUNDS:-200}
 
 cleanup() {
 	scratch_stop "$RUN/pg1"
@@ -81,6 +87,13 @@ test/services/kafka.sh start "$RUN/kafka1" "$K1_PORT" >"$RUN/kafka1.log" 2>&1 ||
 test/services/kafka.sh start "$RUN/kafka3" "$K3_PORT" 3 >"$RUN/kafka3.log" 2>&1 ||
 	{ cat "$RUN/kafka3.log" >&2; exit 1; }
 echo "  Kafkas up (1 broker; 3 brokers) in $(($(stream_now_ms) - start)) ms"
+
+# Kafka's own floor, before any cluster runs: "FORM p50 p99 max" lines
+cc -O2 -Wall -Wextra -o "$RUN/kafka_floor" test/bench/kafka_floor.c -lrdkafka
+"$RUN/kafka_floor" "$BROKERS1" guid_floor "$FLOOR_ROUNDS" 1 >"$RUN/floor1" 2>"$RUN/floor1.err" ||
+	{ cat "$RUN/floor1.err" >&2; exit 1; }
+"$RUN/kafka_floor" "$BROKERS3" guid_floor "$FLOOR_ROUNDS" 3 >"$RUN/floor3" 2>"$RUN/floor3.err" ||
+	{ cat "$RUN/floor3.err" >&2; exit 1; }
 
 P1=$(free_port)
 extra=()
@@ -150,3 +163,14 @@ row "  Kafka transactions during the run" lcommits
 row "  rows per Kafka transaction" rowsper
 row "  last commit_transaction, guid.status kafka_commit_ms" commit
 echo "  (acks=all; 3 brokers: data topic RF 3, min.insync.replicas 2; figures of a shared machine)"
+echo
+echo "  Kafka's own floor, no guid: $FLOOR_ROUNDS rounds each, one after the other (p50 / p99 ms)"
+printf '  %-52s %10s %10s\n' "" "1 broker" "3 brokers"
+floor() {
+	printf '  %-52s %10s %10s\n' "$2" \
+		"$(awk -v f="$1" '$1 == f { print $2 " / " $3 }' "$RUN/floor1")" \
+		"$(awk -v f="$1" '$1 == f { print $2 " / " $3 }' "$RUN/floor3")"
+}
+floor produce "one record, acks=all, until delivered"
+floor txn "a transaction of one record"
+floor txn+ofs "  with send_offsets_to_transaction (the publisher's)"
