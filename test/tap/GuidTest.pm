@@ -229,16 +229,27 @@ sub publisher_pid
 	return $node->safe_psql('postgres', 'SELECT publisher_pid FROM guid.status');
 }
 
-# A broker of the test's own, for outages: { dir, port, brokers }.
+# A broker of the test's own, for outages: { dir, port, brokers }.  It is
+# stopped when the test ends, whether or not the test stopped it (END below).
+my @kafka_started;
+
 sub kafka_start
 {
 	my $name = shift;
 	my $k = { dir => "$PostgreSQL::Test::Utils::tmp_check/kafka_$name",
 		port => PostgreSQL::Test::Cluster::get_free_port() };
 	$k->{brokers} = "127.0.0.1:$k->{port}";
+	push @kafka_started, $k->{dir};
 	PostgreSQL::Test::Utils::system_or_bail("$FindBin::RealBin/../services/kafka.sh",
 		'start', $k->{dir}, $k->{port});
 	return $k;
+}
+
+END
+{
+	local $?;
+	# kafka.sh stop thaws a frozen broker first; a stopped one is left
+	system("$FindBin::RealBin/../services/kafka.sh", 'stop', $_) for @kafka_started;
 }
 
 sub kafka_stop
