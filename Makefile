@@ -54,6 +54,9 @@ OBJS = \
 	coordinator/publisher_standby.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# The query file for prometheus-postgres-exporter (README, "HTTP API",
+# Prometheus): installed beside guid.control, in sharedir/extension.
+DATA += sql/guid_postgres_exporter.yaml
 
 PG_CPPFLAGS = -I$(srcdir)/include -I$(shell $(PG_CONFIG) --includedir)
 # A test build: see .build-flags below.

@@ -3,9 +3,11 @@
 # installs guid, starts a real ZooKeeper, Redis and two scratch clusters on
 # loopback that lease their node ids from ZooKeeper, issues and decodes IDs
 # on both, shows idempotency keys, the audit stream in Kafka (read with kcat
-# and applied by the reference consumer) and guid.status, then a failover
-# (east gets a streaming standby, which is promoted once east stops), and
-# stops everything again.
+# and applied by the reference consumer) and guid.status, the HTTP API
+# (guid_gateway in front of west: a token minted here, a snowflake ID and a
+# UUID and their status, an idempotent retry, a burst hitting 429,
+# /metrics), then a failover (east gets a streaming standby, which is
+# promoted once east stops), and stops everything again.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,7 +18,7 @@ install_and_build
 
 dir=$GUID_RUN_DIR/demo
 run_dir_make "$dir"
-trap 'scratch_stop "$dir/east"; scratch_stop "$dir/west"; scratch_stop "$dir/east-standby"; test/services/services.sh down >/dev/null' EXIT
+trap 'stop_pidfile "$dir/gateway/gateway.pid"; scratch_stop "$dir/east"; scratch_stop "$dir/west"; scratch_stop "$dir/east-standby"; test/services/services.sh down >/dev/null' EXIT
 test/services/services.sh up
 . "$GUID_RUN_DIR/services/services.env"
 
@@ -119,6 +121,91 @@ SELECT to_json(guid_next()) AS json_id, guid_uuid() AS uuid_v7;
 \x on
 SELECT * FROM guid.status;
 SQL
+
+echo
+echo "== the HTTP API: guid_gateway in front of west =="
+gw=$dir/gateway
+gw_port=61454
+gw_url=http://127.0.0.1:$gw_port
+as_pg mkdir -p "$gw"
+# The gateway's role needs no more than pg_monitor (for /healthz and
+# /metrics): guid_next(service) writes guid.audit itself.
+scratch_psql "$dir/west" "${ports[1]}" -c 'CREATE ROLE guid_gateway LOGIN IN ROLE pg_monitor'
+head -c 32 /dev/urandom | base64 | as_pg tee "$gw/hs256.secret" >/dev/null
+as_pg chmod 0600 "$gw/hs256.secret"
+as_pg tee "$gw/gateway.conf" >/dev/null <<CONF
+listen_address = 127.0.0.1
+port = $gw_port
+conninfo = host=$dir/west port=${ports[1]} dbname=postgres user=guid_gateway
+pool_size = 2
+threads = 2
+jwt_hs256_secret_file = $gw/hs256.secret
+jwt_issuer = guid-demo
+# the client "burst-demo" may take 5 IDs at once, then 1 a second
+limit.burst-demo = 1 5
+CONF
+echo "\$ cat $gw/gateway.conf"
+cat "$gw/gateway.conf"
+as_pg sh -c 'guid_gateway --config "$1" >"$2" 2>&1 & echo $! >"$3"' sh \
+	"$gw/gateway.conf" "$gw/gateway.log" "$gw/gateway.pid"
+for _ in $(seq 1 300); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "$gw_url/healthz")" = 200 ] && break
+	sleep 0.1
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$gw_url/healthz")" = 200 ] ||
+	{ echo "guid_gateway did not become ready:"; cat "$gw/gateway.log"; exit 1; }
+echo "\$ curl -s $gw_url/healthz"
+curl -s "$gw_url/healthz"
+echo
+
+# jwt SUB: an HS256 token for the client SUB, valid for 10 minutes, signed
+# with the gateway's secret (any JWT library does the same).
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+jwt() {
+	local h p
+	h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+	p=$(printf '{"sub":"%s","iss":"guid-demo","exp":%d}' "$1" $(($(date +%s) + 600)) | b64url)
+	printf '%s.%s.%s' "$h" "$p" \
+		"$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -mac HMAC -macopt "key:$(as_pg cat "$gw/hs256.secret")" -binary | b64url)"
+}
+TOKEN=$(jwt payments-service)
+echo "TOKEN=$TOKEN   # HS256, sub=payments-service, minted with openssl"
+gw_call() { # METHOD PATH [CURL_ARGS...]: show the call, then make it
+	local method=$1 path=$2
+	shift 2
+	local shown="" a
+	for a in "$@"; do
+		case "$a" in *' '*) shown+="'$a' " ;; *) shown+="$a " ;; esac
+	done
+	echo "\$ curl -s -X $method -H \"Authorization: Bearer \$TOKEN\" $shown'$gw_url$path'"
+	curl -s -X "$method" -H "Authorization: Bearer $TOKEN" "$@" "$gw_url$path"
+	echo
+}
+gw_call POST '/guid/generate?type=snowflake&service=payment' | tee "$gw/snowflake.json"
+snowflake=$(sed -n 's/^{"guid":"\([0-9]*\)".*/\1/p' "$gw/snowflake.json")
+gw_call POST '/guid/generate?type=uuid' | tee "$gw/uuid.json"
+uuid=$(sed -n 's/^{"guid":"\([0-9a-f-]*\)".*/\1/p' "$gw/uuid.json")
+gw_call GET "/guid/status/$snowflake"
+gw_call GET "/guid/status/$uuid"
+echo "-- an idempotent retry: the same Idempotency-Key gets the same ID (Redis), recorded once in guid.audit"
+gw_call POST '/guid/generate?service=payment' -H 'Idempotency-Key: order-42'
+gw_call POST '/guid/generate?service=payment' -H 'Idempotency-Key: order-42'
+scratch_psql "$dir/east" "${ports[0]}" -e -c "SELECT guid_next('payment', 'order-42') AS same_key_in_sql_on_east"
+echo "-- a burst: client burst-demo (limit.burst-demo = 1 5) asks for one ID 8 times at once"
+TOKEN=$(jwt burst-demo)
+echo "\$ for i in \$(seq 1 8); do curl -s -o /dev/null -w '%{http_code} ' -X POST -H \"Authorization: Bearer \$TOKEN\" '$gw_url/guid/generate'; done"
+for _ in $(seq 1 8); do
+	curl -s -o /dev/null -w '%{http_code} ' -X POST -H "Authorization: Bearer $TOKEN" "$gw_url/guid/generate"
+done
+echo
+echo "\$ curl -s -i -X POST -H \"Authorization: Bearer \$TOKEN\" '$gw_url/guid/generate'"
+curl -s -i -X POST -H "Authorization: Bearer $TOKEN" "$gw_url/guid/generate" | grep -iv '^date:' | tr -d '\r'
+echo
+echo "\$ curl -s $gw_url/metrics | grep ...   (a few lines of it)"
+curl -s "$gw_url/metrics" | grep -E '^guid_gateway_requests_total\{endpoint="generate"|^guid_gateway_ids_total|^guid_gateway_rate_limited_total|^guid_gateway_auth_failures_total|^guid_mode\{mode="leased"\}|^guid_ids_issued_total|^guid_rows_published_total'
+echo "\$ kill -TERM \$(cat $gw/gateway.pid)   # drains the requests in flight, then exits"
+stop_pidfile "$gw/gateway.pid"
+cat "$gw/gateway.log"
 
 echo
 echo "== failover: east gets a streaming standby; east stops; the standby is promoted =="
