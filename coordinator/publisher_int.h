@@ -115,8 +115,8 @@ typedef struct PubSession
 	TimestampTz last_idle_confirm;
 	TimestampTz last_commit;	/* of a checkpoint, by this session */
 	bool		reply_wanted;
-	uint64		prefetched;		/* bytes ReplPrefetch read ahead since
-								 * ReplRead last drained libpq's buffer */
+	uint64		prefetched;		/* bytes ReplPrefetch read ahead, less what
+								 * ReplRead took since */
 	int			step_ms;		/* timeout of pub_retry's current step */
 	/* failover (coordinator/publisher_failover.c) */
 	TimeLineID	tli;			/* this server's timeline */

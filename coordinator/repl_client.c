@@ -365,8 +365,9 @@ repl_undecodable(const char *sqlstate)
  * walsender, whose socket buffer is small (about 200 kB on a Unix socket,
  * net.core.wmem_max), then goes on decoding instead of blocking until the
  * commit is over, and the next Kafka transaction starts with everything
- * committed meanwhile.  At most PUB_PREFETCH_MAX bytes between two drains
- * of the buffer: past that the walsender waits, as without this.  A
+ * committed meanwhile.  At most about PUB_PREFETCH_MAX bytes are held so
+ * (s->prefetched: what was read ahead, less the messages ReplRead took):
+ * past that the walsender waits, as without this.  A
  * connection error is left for ReplRead to report.
  */
 void
@@ -435,6 +436,9 @@ ReplRead(PubSession *s, bool *drained)
 			continue;
 		}
 		just_read = false;
+		/* what ReplPrefetch counts as buffered, less what was taken */
+		if (len > 0)
+			s->prefetched -= Min(s->prefetched, (uint64) len);
 		if (len < 0)
 		{
 			PGresult   *res = PQgetResult(s->conn);
