@@ -88,12 +88,19 @@ test/services/kafka.sh start "$RUN/kafka3" "$K3_PORT" 3 >"$RUN/kafka3.log" 2>&1 
 	{ cat "$RUN/kafka3.log" >&2; exit 1; }
 echo "  Kafkas up (1 broker; 3 brokers) in $(($(stream_now_ms) - start)) ms"
 
-# Kafka's own floor, before any cluster runs: "FORM p50 p99 max" lines
+# Kafka's own floor, before any cluster runs: "FORM p50 p99 max" lines.
+# Not guid: a failure is shown in the table, it does not stop the bench.
+# librdkafka 2.0.2's send_offsets_to_transaction has been seen blocking
+# here past its timeout (issues #5456, #5511: what the publisher's
+# watchdog is for), hence the time limit.
 cc -O2 -Wall -Wextra -o "$RUN/kafka_floor" test/bench/kafka_floor.c -lrdkafka
-"$RUN/kafka_floor" "$BROKERS1" guid_floor "$FLOOR_ROUNDS" 1 >"$RUN/floor1" 2>"$RUN/floor1.err" ||
-	{ cat "$RUN/floor1.err" >&2; exit 1; }
-"$RUN/kafka_floor" "$BROKERS3" guid_floor "$FLOOR_ROUNDS" 3 >"$RUN/floor3" 2>"$RUN/floor3.err" ||
-	{ cat "$RUN/floor3.err" >&2; exit 1; }
+for b in 1 3; do
+	brokers=$BROKERS1
+	[ "$b" = 3 ] && brokers=$BROKERS3
+	timeout 300 "$RUN/kafka_floor" "$brokers" guid_floor "$FLOOR_ROUNDS" "$b" \
+		>"$RUN/floor$b" 2>"$RUN/floor$b.err" ||
+		echo "  kafka_floor on $b broker(s) failed or timed out (exit $?): $(grep -v '^%[4-7]|' "$RUN/floor$b.err" | tail -1)"
+done
 
 P1=$(free_port)
 extra=()
@@ -168,8 +175,8 @@ echo "  Kafka's own floor, no guid: $FLOOR_ROUNDS rounds each, one after the oth
 printf '  %-52s %10s %10s\n' "" "1 broker" "3 brokers"
 floor() {
 	printf '  %-52s %10s %10s\n' "$2" \
-		"$(awk -v f="$1" '$1 == f { print $2 " / " $3 }' "$RUN/floor1")" \
-		"$(awk -v f="$1" '$1 == f { print $2 " / " $3 }' "$RUN/floor3")"
+		"$(awk -v f="$1" '$1 == f { v = $2 " / " $3 } END { print v ? v : "-" }' "$RUN/floor1")" \
+		"$(awk -v f="$1" '$1 == f { v = $2 " / " $3 } END { print v ? v : "-" }' "$RUN/floor3")"
 }
 floor produce "one record, acks=all, until delivered"
 floor txn "a transaction of one record"
