@@ -49,6 +49,7 @@ static Bucket *limit_table[LIMIT_BUCKETS];
 static unsigned limit_generation = 1;
 static int	limit_count;		/* buckets in the table */
 static double limit_last_sweep;
+static double limit_room_at;	/* table full: when its first bucket is */
 
 static unsigned
 limit_hash(const char *s)
@@ -145,12 +146,16 @@ GwLimitTake(const char *client, int n, int *retry_after, bool *table_full)
 			break;
 	if (b == NULL && limit_count >= gw_config->rate_clients_max)
 	{
-		/* room only by freeing full buckets: never one that is not */
-		double		soonest = limit_sweep(now, 0);
-
+		/*
+		 * Room only by freeing full buckets, never one that is not; and one
+		 * walk of the table until the soonest of them is full, not one per
+		 * refused request.
+		 */
+		if (now >= limit_room_at)
+			limit_room_at = limit_sweep(now, 0);
 		if (limit_count >= gw_config->rate_clients_max)
 		{
-			double		wait = ceil(soonest - now);
+			double		wait = ceil(limit_room_at - now);
 
 			pthread_mutex_unlock(&limit_lock);
 			*table_full = true;
@@ -201,6 +206,7 @@ GwLimitReconfigure(void)
 {
 	pthread_mutex_lock(&limit_lock);
 	limit_generation++;
+	limit_room_at = 0;			/* new rates: when buckets fill changes */
 	pthread_mutex_unlock(&limit_lock);
 }
 
