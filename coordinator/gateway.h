@@ -67,6 +67,7 @@ typedef struct GwConfig
 	int			drain_timeout;	/* seconds */
 	int			max_body;		/* bytes */
 	int			max_header;		/* bytes of request headers */
+	int			rate_clients_max;	/* buckets held at most */
 	/* reloaded by SIGHUP */
 	bool		auth;
 	char	   *hs256_secret;	/* file contents */
@@ -107,10 +108,15 @@ extern bool GwAuthCheck(const GwConfig *cfg, const char *authz,
 
 /*
  * Spends n tokens of client's bucket.  Returns true if it had them; else
- * false and, in retry_after, the whole seconds until it will.
+ * false and, in retry_after, the whole seconds until it will (-1: never).
+ * table_full: refused because the client has no bucket and the table holds
+ * rate_clients_max buckets, none of them full.
  */
-extern bool GwLimitTake(const char *client, int n, int *retry_after);
+extern bool GwLimitTake(const char *client, int n, int *retry_after, bool *table_full);
 extern void GwLimitReconfigure(void);
+
+/* Frees the buckets idle long enough; returns how many are left. */
+extern int	GwLimitBuckets(void);
 
 /* ---- the pool (gateway_pool.c) ---- */
 
@@ -211,6 +217,7 @@ extern int	GwGenerateStart(GwRequest *req);
 extern int	GwGenerateFinish(GwRequest *req);
 extern int	GwStatusStart(GwRequest *req, const char *id);
 extern int	GwStatusFinish(GwRequest *req);
+extern int	GwHealthStart(GwRequest *req);
 extern int	GwHealthFinish(GwRequest *req);
 extern int	GwMetricsFinish(GwRequest *req);
 

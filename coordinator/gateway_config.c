@@ -192,6 +192,8 @@ cfg_set(GwConfig *cfg, const char *k, char *v, char *err, size_t errlen)
 		ok = cfg_int(v, 0, 1024 * 1024, &cfg->max_body);
 	else if (strcmp(k, "max_header") == 0)
 		ok = cfg_int(v, 1024, 1024 * 1024, &cfg->max_header);
+	else if (strcmp(k, "rate_clients_max") == 0)
+		ok = cfg_int(v, 1, 10000000, &cfg->rate_clients_max);
 	else if (strcmp(k, "auth") == 0)
 		ok = cfg_bool(v, &cfg->auth);
 	else if (strcmp(k, "jwt_hs256_secret_file") == 0)
@@ -238,6 +240,7 @@ cfg_defaults(GwConfig *cfg)
 	cfg->drain_timeout = 30;
 	cfg->max_body = 4096;
 	cfg->max_header = 8192;
+	cfg->rate_clients_max = 100000;
 	cfg->auth = true;
 	cfg->leeway = 30;
 	cfg->rate = 1000;

@@ -194,6 +194,7 @@ GwGenerateStart(GwRequest *req)
 	char		msg[400];
 	long long	n = 1;
 	int			retry;
+	bool		table_full;
 
 	if (!GwAuthenticate(req, client, sizeof(client)))
 		return MHD_YES;
@@ -228,19 +229,22 @@ GwGenerateStart(GwRequest *req)
 		req->job.kind = GW_IDEMPOTENT;
 		strcpy(req->job.key, key);
 	}
-	if (!GwLimitTake(client, (int) n, &retry))
+	if (!GwLimitTake(client, (int) n, &retry, &table_full))
 	{
 		char		body[300];
 		char		ra[16];
 
 		GwMetricsRateLimited();
-		if (retry < 0)
+		if (table_full)
+			snprintf(body, sizeof(body), "{\"error\":\"rate_limited\",\"message\":\"the gateway holds rate_clients_max buckets and none has refilled yet\"}");
+		else if (retry < 0)
 		{
 			snprintf(body, sizeof(body), "{\"error\":\"rate_limited\",\"message\":\"count %lld exceeds this client's burst\"}", n);
 			return GwRespond(req, 429, body, NULL, NULL);
 		}
 		snprintf(ra, sizeof(ra), "%d", retry);
-		snprintf(body, sizeof(body), "{\"error\":\"rate_limited\",\"message\":\"over this client's rate limit\"}");
+		if (!table_full)
+			snprintf(body, sizeof(body), "{\"error\":\"rate_limited\",\"message\":\"over this client's rate limit\"}");
 		return GwRespond(req, 429, body, MHD_HTTP_HEADER_RETRY_AFTER, ra);
 	}
 	req->job.count = (int) n;
@@ -383,24 +387,74 @@ GwStatusFinish(GwRequest *req)
 
 /* ---- GET /healthz, GET /metrics ---- */
 
+/*
+ * /healthz answers from the last answer PostgreSQL gave while it is under
+ * HEALTH_CACHE_S old: a load balancer polling it, or a benchmark measuring
+ * the HTTP floor, costs no query then.  An older one is asked again by a
+ * pool worker (the requests waiting meanwhile share that query), so the
+ * answer lags the cluster's mode by at most HEALTH_CACHE_S plus a query.
+ */
+#define HEALTH_CACHE_S	0.1
+
+static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
+static double health_stamp = -1;	/* GwNow() of the cached answer */
+static bool health_ready;
+static char health_text[600];		/* the mode when ready, else why not */
+
+static int
+ep_health_respond(GwRequest *req, bool ready, const char *text)
+{
+	char		body[sizeof(health_text) + 64];
+
+	if (ready)
+	{
+		snprintf(body, sizeof(body), "{\"status\":\"ready\",\"mode\":\"%s\"}", text);
+		return GwRespond(req, 200, body, NULL, NULL);
+	}
+	return GwRespondError(req, 503, "unavailable", text);
+}
+
+int
+GwHealthStart(GwRequest *req)
+{
+	double		now = GwNow();
+	bool		ready;
+	char		text[sizeof(health_text)];
+
+	pthread_mutex_lock(&health_lock);
+	if (health_stamp < 0 || now - health_stamp >= HEALTH_CACHE_S)
+	{
+		pthread_mutex_unlock(&health_lock);
+		req->job.kind = GW_HEALTH;
+		req->job.count = 1;
+		return GwSubmit(req);
+	}
+	ready = health_ready;
+	memcpy(text, health_text, sizeof(text));
+	pthread_mutex_unlock(&health_lock);
+	return ep_health_respond(req, ready, text);
+}
+
 int
 GwHealthFinish(GwRequest *req)
 {
 	GwJob	   *job = &req->job;
 	const char *mode = job->http_status == 0 && job->rows == 1 ? job->cells[0] : NULL;
-	char		body[256];
-	char		msg[600];
+	bool		ready = mode && (strcmp(mode, "standalone") == 0 || strcmp(mode, "leased") == 0);
+	char		text[sizeof(health_text)];
 
-	if (mode && (strcmp(mode, "standalone") == 0 || strcmp(mode, "leased") == 0))
-	{
-		snprintf(body, sizeof(body), "{\"status\":\"ready\",\"mode\":\"%s\"}", mode);
-		return GwRespond(req, 200, body, NULL, NULL);
-	}
-	if (mode)
-		snprintf(msg, sizeof(msg), "the cluster cannot issue IDs now (mode %s)", mode);
+	if (ready)
+		snprintf(text, sizeof(text), "%s", mode);
+	else if (mode)
+		snprintf(text, sizeof(text), "the cluster cannot issue IDs now (mode %s)", mode);
 	else
-		snprintf(msg, sizeof(msg), "%s", job->error);
-	return GwRespondError(req, 503, "unavailable", msg);
+		snprintf(text, sizeof(text), "%s", job->error);
+	pthread_mutex_lock(&health_lock);
+	health_stamp = GwNow();
+	health_ready = ready;
+	memcpy(health_text, text, sizeof(text));
+	pthread_mutex_unlock(&health_lock);
+	return ep_health_respond(req, ready, text);
 }
 
 int

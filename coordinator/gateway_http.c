@@ -196,9 +196,7 @@ http_route(GwRequest *req, const char *url, const char *method)
 		case GW_EP_STATUS:
 			return GwStatusStart(req, url + 13);
 		case GW_EP_HEALTHZ:
-			req->job.kind = GW_HEALTH;
-			req->job.count = 1;
-			return GwSubmit(req);
+			return GwHealthStart(req);
 		default:
 			req->job.kind = GW_STATUS;
 			req->job.count = 1;

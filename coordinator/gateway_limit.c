@@ -9,7 +9,16 @@
  * arithmetic operations.  Rates come from the config (limit.CLIENT, else
  * rate_limit / rate_burst); a reload bumps a generation and each bucket
  * picks up its new rate at its next take, its tokens clamped to the new
- * burst.  Buckets are never freed: the table grows with distinct clients.
+ * burst.
+ *
+ * Eviction: a bucket refilled to its burst is the same as a new one (a new
+ * bucket starts full), so freeing it changes no decision.  At most every
+ * LIMIT_SWEEP_S (on a take, or when /metrics asks for the count) a sweep
+ * frees the buckets that have been full for LIMIT_IDLE_S; a bucket that is
+ * not full is never freed, so no client over its limit is let off.  The
+ * table holds at most rate_clients_max buckets: a new client that finds it
+ * full, after a sweep that frees every full bucket, is refused (429) until
+ * the first bucket fills up, rather than resetting someone's bucket.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,7 +29,9 @@
 
 #include "gateway.h"
 
-#define LIMIT_BUCKETS	4096
+#define LIMIT_BUCKETS	16384	/* hash chains */
+#define LIMIT_SWEEP_S	1.0
+#define LIMIT_IDLE_S	5.0
 
 typedef struct Bucket
 {
@@ -36,6 +47,9 @@ typedef struct Bucket
 static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
 static Bucket *limit_table[LIMIT_BUCKETS];
 static unsigned limit_generation = 1;
+static int	limit_count;		/* buckets in the table */
+static double limit_last_sweep;
+static double limit_room_at;	/* table full: when its first bucket is */
 
 static unsigned
 limit_hash(const char *s)
@@ -66,20 +80,92 @@ limit_lookup(Bucket *b)
 	pthread_rwlock_unlock(&gw_config_lock);
 }
 
+/*
+ * When b is full, as its next take would see it: its rate re-read after a
+ * reload, then refilled from its stamp.  Caller holds limit_lock.
+ */
+static double
+limit_full_at(Bucket *b)
+{
+	if (b->generation != limit_generation)
+	{
+		limit_lookup(b);
+		b->generation = limit_generation;
+	}
+	return b->stamp + (b->burst - fmin(b->tokens, b->burst)) / b->rate;
+}
+
+/*
+ * Frees every bucket full for idle seconds or more; returns when the
+ * soonest of the others is full.  Caller holds limit_lock.
+ */
+static double
+limit_sweep(double now, double idle)
+{
+	double		soonest = INFINITY;
+
+	for (int h = 0; h < LIMIT_BUCKETS; h++)
+	{
+		Bucket	  **p = &limit_table[h];
+
+		while (*p)
+		{
+			Bucket	   *b = *p;
+			double		full_at = limit_full_at(b);
+
+			if (now - full_at >= idle)
+			{
+				*p = b->next;
+				free(b->client);
+				free(b);
+				limit_count--;
+				continue;
+			}
+			soonest = fmin(soonest, full_at);
+			p = &b->next;
+		}
+	}
+	limit_last_sweep = now;
+	return soonest;
+}
+
 bool
-GwLimitTake(const char *client, int n, int *retry_after)
+GwLimitTake(const char *client, int n, int *retry_after, bool *table_full)
 {
 	unsigned	h = limit_hash(client);
 	double		now = GwNow();
 	Bucket	   *b;
 	bool		ok;
 
+	*table_full = false;
 	pthread_mutex_lock(&limit_lock);
+	if (now - limit_last_sweep >= LIMIT_SWEEP_S)
+		limit_sweep(now, LIMIT_IDLE_S);
 	for (b = limit_table[h]; b; b = b->next)
 		if (strcmp(b->client, client) == 0)
 			break;
+	if (b == NULL && limit_count >= gw_config->rate_clients_max)
+	{
+		/*
+		 * Room only by freeing full buckets, never one that is not; and one
+		 * walk of the table until the soonest of them is full, not one per
+		 * refused request.
+		 */
+		if (now >= limit_room_at)
+			limit_room_at = limit_sweep(now, 0);
+		if (limit_count >= gw_config->rate_clients_max)
+		{
+			double		wait = ceil(limit_room_at - now);
+
+			pthread_mutex_unlock(&limit_lock);
+			*table_full = true;
+			*retry_after = wait < 1 ? 1 : wait < INT_MAX ? (int) wait : INT_MAX;
+			return false;
+		}
+	}
 	if (b == NULL)
 	{
+		limit_count++;
 		b = calloc(1, sizeof(*b));
 		b->client = strdup(client);
 		limit_lookup(b);
@@ -120,5 +206,20 @@ GwLimitReconfigure(void)
 {
 	pthread_mutex_lock(&limit_lock);
 	limit_generation++;
+	limit_room_at = 0;			/* new rates: when buckets fill changes */
 	pthread_mutex_unlock(&limit_lock);
+}
+
+int
+GwLimitBuckets(void)
+{
+	double		now = GwNow();
+	int			n;
+
+	pthread_mutex_lock(&limit_lock);
+	if (now - limit_last_sweep >= LIMIT_SWEEP_S)
+		limit_sweep(now, LIMIT_IDLE_S);
+	n = limit_count;
+	pthread_mutex_unlock(&limit_lock);
+	return n;
 }

@@ -162,6 +162,9 @@ render_own(Out *o)
 			   "# TYPE guid_gateway_query_jobs_total counter\n"
 			   "guid_gateway_query_jobs_total %lu\n",
 			   load(&rate_limited), load(&auth_failures), load(&queries), load(&query_jobs));
+	out_printf(o, "# HELP guid_gateway_rate_buckets Clients with a rate-limit bucket (idle full ones are freed).\n"
+			   "# TYPE guid_gateway_rate_buckets gauge\n"
+			   "guid_gateway_rate_buckets %d\n", GwLimitBuckets());
 }
 
 /* The guid.status figures (columns of the GW_STATUS query, after mode). */

@@ -14,6 +14,9 @@
  *	health		SELECT mode FROM guid.status
  *	status		SELECT (the /metrics figures) FROM guid.status
  *
+ * Each query is prepared once per connection (PQprepare at connect, then
+ * PQexecPrepared): a batch costs the server no parse nor plan.
+ *
  * Requests that arrive while every connection is busy thus share the next
  * round trip; nothing is fetched ahead of a request and held.  Idempotent
  * and lookup jobs run one by one (each has its own key or id).
@@ -72,6 +75,8 @@ static const char *const pool_sql[] = {
 	" publisher_failover_duplicates, rows_published"
 	" FROM guid.status WHERE $1::int > 0",
 };
+
+#define POOL_NKINDS ((int) (sizeof(pool_sql) / sizeof(pool_sql[0])))
 
 static const Oid pool_types[4] = {25, 25, 25, 25};	/* text */
 
@@ -199,19 +204,39 @@ pool_connect(PoolWorker *w, char *err, size_t errlen)
 		return false;
 	}
 	w->conn = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(w->conn) != CONNECTION_OK)
+	if (PQstatus(w->conn) == CONNECTION_OK)
+	{
+		/* every query prepared once per connection: no parse nor plan per batch */
+		for (int k = 0; k < POOL_NKINDS; k++)
+		{
+			char		name[16];
+			PGresult   *res;
+
+			snprintf(name, sizeof(name), "gw%d", k);
+			res = PQprepare(w->conn, name, pool_sql[k], 4, pool_types);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			{
+				snprintf(err, errlen, "could not prepare the gateway's queries: %s",
+						 PQresultErrorMessage(res));
+				PQclear(res);
+				goto fail;
+			}
+			PQclear(res);
+		}
+		return true;
+	}
+	snprintf(err, errlen, "could not connect to postgresql: %s", PQerrorMessage(w->conn));
+fail:
 	{
 		char	   *nl;
 
-		snprintf(err, errlen, "could not connect to postgresql: %s", PQerrorMessage(w->conn));
 		if ((nl = strchr(err, '\n')) != NULL)
 			*nl = '\0';
-		PQfinish(w->conn);
-		w->conn = NULL;
-		w->next_connect = now + POOL_RECONNECT_S;
-		return false;
 	}
-	return true;
+	PQfinish(w->conn);
+	w->conn = NULL;
+	w->next_connect = now + POOL_RECONNECT_S;
+	return false;
 }
 
 /* HTTP status for a failed query: the caller's fault, or try again later. */
@@ -264,6 +289,7 @@ pool_run(PoolWorker *w, GwJob *batch, int ids)
 	char		err[512];
 	char		count[16];
 	char		idtext[24];
+	char		name[16];
 	const char *params[4];
 	PGresult   *res;
 	int			njobs = 0;
@@ -280,7 +306,8 @@ pool_run(PoolWorker *w, GwJob *batch, int ids)
 	params[2] = batch->key;
 	params[3] = idtext;
 	/* all text: a query need not use every parameter */
-	res = PQexecParams(w->conn, pool_sql[batch->kind], 4, pool_types, params, NULL, NULL, 0);
+	snprintf(name, sizeof(name), "gw%d", (int) batch->kind);
+	res = PQexecPrepared(w->conn, name, 4, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);

@@ -4,7 +4,7 @@
 # installs the extension first (as make test does), so it measures this
 # checkout.
 #
-# Seven sections, each printed as a table, then a 'Targets' block:
+# Eight sections, each printed as a table, then a 'Targets' block:
 #   bulk    SELECT count(f) FROM generate_series(1, N), timed in the server,
 #           against the floors count(g) and count(clock_timestamp())
 #   pgbench SELECT f(); from 2 clients for PGBENCH_SECONDS, against SELECT 1
@@ -21,6 +21,11 @@
 #           rate into a real Kafka; latency at 5,000 rows/s by a consumer
 #   failover  a streaming standby promoted: pg_ctl promote to the first ID,
 #           and to the stream streaming again (test/bench/failover.sh)
+#   gateway guid_gateway in front of the scratch cluster, wrk on 64 keep-alive
+#           connections: POST /guid/generate with auth off, with an HS256
+#           JWT, and with an Idempotency-Key, beside GET /healthz (the HTTP
+#           floor) and pgbench SELECT guid_next() from 64 clients: req/s,
+#           p50, p99 (test/bench/gateway.sh)
 #
 # This is not a test: it prints figures and exits 0 whether or not a target
 # is met.  It fails only when something actually breaks.
@@ -33,7 +38,11 @@
 #   BENCH_QUICK=1    a quick check: 500000 bulk rows, 200000 inserted rows,
 #                    2 s pgbench runs, every repeat count 1
 #   BENCH_ONLY       a comma-separated list of the sections to run (bulk,
-#                    pgbench, insert, leased, idem, audit, failover); default all
+#                    pgbench, insert, leased, idem, audit, failover, gateway);
+#                    default all
+#   GW_SECONDS       length of one wrk or pgbench run in the gateway section
+#                    (default 10; 3 with BENCH_QUICK)
+#   GW_REPEATS       gateway-section repetitions, median reported (default 3)
 #   GUID_RUN_DIR     where the scratch cluster lives (default /tmp/guid-run)
 #   GUID_ZOOKEEPER_PORT, GUID_REDIS_PORT, GUID_KAFKA_PORT
 #                    ports for the benchmark's own ZooKeeper, Redis and Kafka
@@ -682,6 +691,16 @@ if section failover; then
 fi
 
 #
+# 8. The HTTP gateway (last: it restarts the scratch cluster with more
+#    connections)
+#
+
+if section gateway; then
+	# shellcheck source=gateway.sh
+	. "$ROOT/test/bench/gateway.sh"
+fi
+
+#
 # Targets: figures only, nothing fails on a miss
 #
 
@@ -707,4 +726,15 @@ fi
 if section audit; then
 	printf '%-52s %10s %12s\n' "audit   rows/s into Kafka, exactly once" "$(fmt '%.0f' "$DRAIN_N / $drain_ms * 1000")" ">= 50000"
 	printf '%-52s %10s %12s\n' "audit   latency p99 at 5,000 rows/s" "$lat_p99 ms" "<= 50 ms"
+fi
+if section gateway; then
+	# met / not met: awk compares, nothing fails on a miss
+	printf '%-52s %10s %12s  %s\n' "gateway generate p99 (JWT HS256, 64 connections)" "${gw_p99[2]} ms" "<= 5 ms" \
+		"$(awk -v v="${gw_p99[2]}" 'BEGIN { print (v <= 5 ? "met" : "not met") }')"
+	printf '%-52s %10s %12s  %s\n' "gateway generate p99 (auth = off)" "${gw_p99[1]} ms" "<= 5 ms" \
+		"$(awk -v v="${gw_p99[1]}" 'BEGIN { print (v <= 5 ? "met" : "not met") }')"
+	printf '%-52s %10s %12s  %s\n' "gateway generate (JWT HS256) / GET /healthz (req/s)" "$(ratio "${gw_rps[2]}" "$gw_floor")" ">= 0.5x" \
+		"$(awk -v a="${gw_rps[2]}" -v b="$gw_floor" 'BEGIN { print (a >= 0.5 * b ? "met" : "not met") }')"
+	printf '%-52s %10s %12s  %s\n' "gateway generate (auth = off) / GET /healthz (req/s)" "$(ratio "${gw_rps[1]}" "$gw_floor")" ">= 0.5x" \
+		"$(awk -v a="${gw_rps[1]}" -v b="$gw_floor" 'BEGIN { print (a >= 0.5 * b ? "met" : "not met") }')"
 fi

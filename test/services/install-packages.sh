@@ -23,6 +23,8 @@ packages=(
 	libmicrohttpd-dev
 	libjwt-dev
 	wrk
+	curl
+	openssl
 	prometheus
 	prometheus-postgres-exporter
 )
