@@ -140,6 +140,41 @@ create_topic(rd_kafka_t *rk, const char *topic, int replicas)
 	rd_kafka_NewTopic_destroy(nt);
 }
 
+/*
+ * warm_group: ask for group's committed offset until a coordinator answers.
+ * On a new Kafka the first send_offsets_to_transaction for a group finds
+ * no __consumer_offsets yet; librdkafka 2.0.2 was seen blocking in it past
+ * its timeout then (issue #5456), so the coordinator is found first.
+ */
+static void
+warm_group(const char *brokers, const char *group, const char *topic)
+{
+	char		errstr[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
+		rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)))
+		die("config", errstr);
+	if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))))
+		die("rd_kafka_new", errstr);
+	for (int i = 0; i < 60 && err; i++)
+	{
+		rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+
+		rd_kafka_topic_partition_list_add(parts, topic, 0);
+		err = rd_kafka_committed(rk, parts, 2000);
+		rd_kafka_topic_partition_list_destroy(parts);
+		if (err)
+			sleep(1);
+	}
+	if (err)
+		die("finding the group's coordinator", rd_kafka_err2str(err));
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+}
+
 static void
 report(const char *form, double *ms, int n)
 {
@@ -183,6 +218,7 @@ main(int argc, char **argv)
 	rd_kafka_destroy(rk);
 
 	snprintf(txn_id, sizeof(txn_id), "kafka-floor-%d", (int) getpid());
+	warm_group(brokers, txn_id, topic);
 	rk = producer(brokers, txn_id);
 	cgmd = rd_kafka_consumer_group_metadata_new(txn_id);
 	for (int form = 0; form < 2; form++)
