@@ -17,7 +17,8 @@
 #   - before either, Kafka's own floor without guid (test/bench/kafka_floor.c):
 #     one record with acks=all, a transaction of one record, and one that
 #     also sends offsets (as the publisher's checkpoint does), each timed
-#     FLEET_STREAM_FLOOR_ROUNDS times one after the other, p50/p99.
+#     FLEET_STREAM_FLOOR_ROUNDS times one after the other, p50/p99; and
+#     200,000 records produced as fast as they go, acks=all, records/s.
 # Medians of the repeats, each repeat's figures beside them.  This is not a
 # test: it prints figures and fails only when something breaks (the
 # publisher stuck, a row missing from the topic).  It stops everything it
@@ -181,3 +182,6 @@ floor() {
 floor produce "one record, acks=all, until delivered"
 floor txn "a transaction of one record"
 floor txn+ofs "  with send_offsets_to_transaction (the publisher's)"
+printf '  %-52s %10s %10s\n' "200,000 records of 300 B, acks=all, no transaction (rows/s)" \
+	"$(awk '$1 == "bulk" { v = $2 } END { print v ? v : "-" }' "$RUN/floor1")" \
+	"$(awk '$1 == "bulk" { v = $2 } END { print v ? v : "-" }' "$RUN/floor3")"

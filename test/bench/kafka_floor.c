@@ -8,7 +8,13 @@
  *   txn+ofs   the same with send_offsets_to_transaction before the commit
  *             (what the publisher does: its checkpoint rides on it)
  *
- * and prints "FORM p50 p99 max" in milliseconds.  Used by
+ * and prints "FORM p50 p99 max" in milliseconds.  Then the throughput floor
+ * under a drained backlog:
+ *
+ *   bulk      BULK_RECORDS records of 300 bytes produced as fast as
+ *             librdkafka takes them (acks=all, no transaction; it batches
+ *             what queues up), flushed: "bulk RECORDS_PER_SECOND"
+ *  Used by
  * test/bench/fleet_stream.sh; not a test.
  *
  * Usage: kafka_floor BROKERS TOPIC ROUNDS REPLICAS
@@ -39,7 +45,8 @@ dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	(void) rk;
 	(void) opaque;
 	delivered = 1;
-	delivery_err = m->err;
+	if (m->err && !delivery_err)
+		delivery_err = m->err;	/* the first error sticks */
 }
 
 static double
@@ -103,6 +110,7 @@ produce(rd_kafka_t *rk, const char *topic, int wait)
 	rd_kafka_resp_err_t err;
 
 	delivered = 0;
+	delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 	err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
 							RD_KAFKA_V_VALUE("floor", 5), RD_KAFKA_V_END);
 	if (err)
@@ -172,6 +180,40 @@ warm_group(const char *brokers, const char *group, const char *topic)
 	if (err)
 		die("finding the group's coordinator", rd_kafka_err2str(err));
 	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+}
+
+#define BULK_RECORDS	200000
+
+static void
+bulk(const char *brokers, const char *topic)
+{
+	rd_kafka_t *rk = producer(brokers, NULL);
+	char		value[300];
+	double		t;
+	rd_kafka_resp_err_t err;
+
+	memset(value, 'x', sizeof(value));
+	produce(rk, topic, 1);		/* connections first */
+	delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	t = now_ms();
+	for (int i = 0; i < BULK_RECORDS; i++)
+	{
+		while ((err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+										RD_KAFKA_V_VALUE(value, sizeof(value)),
+										RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+										RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			rd_kafka_poll(rk, 10);
+		if (err)
+			die("produce", rd_kafka_err2str(err));
+		rd_kafka_poll(rk, 0);
+	}
+	if (rd_kafka_flush(rk, 120000))
+		die("flush", "records not delivered in 120 s");
+	if (delivery_err)
+		die("delivery", rd_kafka_err2str(delivery_err));
+	printf("bulk %.0f\n", BULK_RECORDS / ((now_ms() - t) / 1000.0));
+	fflush(stdout);
 	rd_kafka_destroy(rk);
 }
 
@@ -258,6 +300,7 @@ main(int argc, char **argv)
 	}
 	rd_kafka_consumer_group_metadata_destroy(cgmd);
 	rd_kafka_destroy(rk);
+	bulk(brokers, topic);
 	free(ms);
 	return 0;
 }
