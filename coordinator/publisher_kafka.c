@@ -17,7 +17,7 @@
  * that commit succeeded.
  *
  * Every librdkafka call is short (a step of PUB_STEP_MS, PUB_FAST_STEP_MS
- * in a wait's first PUB_FAST_WAIT_MS, or a produce that does not block)
+ * in a checkpoint wait's first PUB_FAST_WAIT_MS, or a produce that does not block)
  * and repeated while it is retriable, with standby status updates, a read
  * ahead from the walsender (ReplPrefetch) and CHECK_FOR_INTERRUPTS() in
  * between, so that a slow Kafka
@@ -48,10 +48,11 @@
 /* librdkafka steps, ms */
 #define PUB_STEP_MS				200
 /*
- * The first PUB_FAST_WAIT_MS of a commit or checkpoint are waited for in
- * steps of PUB_FAST_STEP_MS, reading ahead from the walsender between them
- * (ReplPrefetch): a commit takes tens of ms on a replicated Kafka, and the
- * walsender must not sit blocked through it.
+ * The first PUB_FAST_WAIT_MS of a checkpoint (send_offsets_to_transaction,
+ * on a helper thread) are waited for in steps of PUB_FAST_STEP_MS, reading
+ * ahead from the walsender between them (ReplPrefetch): it takes tens of ms
+ * on a replicated Kafka, and the walsender must not sit blocked through it.
+ * The commit is not cut so short (pub_step_commit).
  */
 #define PUB_FAST_STEP_MS		5
 #define PUB_FAST_WAIT_MS		1000
@@ -227,10 +228,19 @@ pub_step_init(PubSession *s, char *err, size_t errlen)
 	return KafkaSinkInitTransactions(s->ks, PUB_STEP_MS * 5, err, errlen);
 }
 
+/*
+ * The commit's steps stay PUB_STEP_MS long, never PUB_FAST_STEP_MS: a call
+ * that timed out while EndTxn was in flight makes the next one fail
+ * ("Operation not valid in state CommittingTransaction", fatal), after
+ * which librdkafka 2.0.2 abort()ed the whole process on an invalid state
+ * transition (seen here with 5 ms steps).  librdkafka recommends one call
+ * with the transaction's remaining time; that call can run only on the
+ * worker's thread, as its flush serves callbacks that call ereport().
+ */
 static KafkaStatus
 pub_step_commit(PubSession *s, char *err, size_t errlen)
 {
-	return KafkaSinkCommit(s->ks, s->step_ms, err, errlen);
+	return KafkaSinkCommit(s->ks, PUB_STEP_MS, err, errlen);
 }
 
 /*
