@@ -120,7 +120,7 @@ typedef enum GwKind
 	GW_UUID,					/* guid_uuid() */
 	GW_SERVICE,					/* guid_next(service) */
 	GW_IDEMPOTENT,				/* guid_next(service, key) */
-	GW_LOOKUP,					/* guid_decode(id) and guid.audit */
+	GW_LOOKUP,					/* guid_decode(id), guid.audit, guid.status */
 	GW_HEALTH,					/* guid.status mode */
 	GW_STATUS					/* guid.status figures for /metrics */
 } GwKind;
@@ -151,6 +151,14 @@ extern bool GwPoolStart(const char *conninfo, int size, char *err, size_t errlen
 extern void GwPoolSubmit(GwJob *job);
 extern void GwPoolStop(void);
 extern void GwJobFreeResult(GwJob *job);
+
+/*
+ * Whether a guid.audit row with this xmin, seen by a snapshot with this
+ * full xmax, is provably in Kafka given the publisher's checkpoint (an
+ * LSN) and the guid.status started_at (microseconds) read with it.
+ */
+extern bool GwPoolPublishedProven(uint32_t xmin, uint64_t snap_xmax,
+								  uint64_t published_lsn, int64_t incarnation);
 
 /* ---- metrics (gateway_metrics.c) ---- */
 
