@@ -153,7 +153,9 @@ $s = status($held);
 ok($s->{recorded} && $s->{service} eq 'payments', '... though recorded, with its service');
 
 pause_publisher('');
+my $t_resume = time;
 is(poll_status($held, 'true'), 'true', 'publisher resumed: published turns true');
+diag(sprintf('published true %.1f s after the publisher was resumed', time - $t_resume));
 ok(in_topic()->{$held}, '... and the topic holds it');
 
 # --- a transaction still open -----------------------------------------------------
