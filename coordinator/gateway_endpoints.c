@@ -354,7 +354,7 @@ GwStatusStart(GwRequest *req, const char *id)
 /*
  * "published" of a status answer (cells of a GW_LOOKUP row): null when the
  * row is not recorded here or no publisher is configured; true when the
- * row is provably in Kafka (GwPoolPublishedProven); false otherwise (not
+ * row is provably in Kafka (GwPublishedProven); false otherwise (not
  * proven yet: the publisher is behind, stopped, or has not committed since
  * the server started).
  */
@@ -384,7 +384,7 @@ ep_published(char **cells)
 	inc = strtoll(cells[8], &end, 10);
 	if (errno || *end)
 		return "false";
-	return GwPoolPublishedProven((uint32_t) xmin, xmax, lsn, inc) ? "true" : "false";
+	return GwPublishedProven((uint32_t) xmin, xmax, lsn, inc) ? "true" : "false";
 }
 
 int

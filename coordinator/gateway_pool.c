@@ -23,33 +23,12 @@
  * 503, so a stopped server costs no waiting.  Every failure answers the
  * batch's jobs; no job is ever left waiting.
  *
- * Published to Kafka (GET /guid/status)
- * -------------------------------------
- * About every POOL_SAMPLE_S a worker that becomes free (before it takes a
- * batch) runs one statement
- *
- *	SELECT pg_snapshot_xmin(pg_current_snapshot()), pg_current_wal_insert_lsn(),
- *	       (guid.status started_at)
- *
- * and keeps (xmin, lsn, started_at) in a small ring.  The statement's
- * snapshot is taken before its target list runs, so every xid below xmin
- * had ended, and a committed one had inserted its commit record, before
- * the insert position was read: its commit record ends at or below lsn.
- * The publisher's checkpoint P (guid.status last_published_lsn) says every
- * transaction whose commit record ends at or below P is in Kafka.  So a
- * visible guid.audit row whose xmin precedes the largest sampled xmin pt
- * with lsn <= P is in Kafka (GwPoolPublishedProven).  Samples count only
- * for the incarnation of shared memory they were taken in (started_at,
- * reset by every start and crash restart): xids that left no WAL before a
- * crash are handed out again after it, at new commit positions, so a
- * sample from before the crash proves nothing about them.  The ring
- * thins itself when full (it drops the sample whose neighbours are
- * closest in time), so a publisher far behind still finds a sample below
- * its checkpoint.
+ * About every POOL_SAMPLE_S a worker that becomes free takes, before any
+ * batch, a sample for "published" in GET /guid/status (its statement and
+ * why it proves anything: coordinator/gateway_published.c).
  *
  * Locking: pool_lock protects the queue, the stop flag and the time of the
- * next sample; sample_lock the ring.  Each PGconn is used by its own worker
- * thread only.
+ * next sample.  Each PGconn is used by its own worker thread only.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,7 +45,6 @@
 #define POOL_MAX_BATCH		20000	/* IDs in one query */
 #define POOL_RECONNECT_S	0.2
 #define POOL_SAMPLE_S		1.0		/* published-to-Kafka samples, seconds */
-#define POOL_SAMPLES		64		/* ... kept (thinned when full) */
 
 typedef struct PoolWorker
 {
@@ -85,23 +63,13 @@ static int	pool_size;
 static char *pool_conninfo;
 static double pool_next_sample;	/* GwNow() when a sample is due */
 
-/* One sample: see "Published to Kafka" above. */
-typedef struct PoolSample
-{
-	double		taken;			/* GwNow() */
-	uint64_t	xmin;			/* pg_snapshot_xmin, a full (64-bit) xid */
-	uint64_t	lsn;			/* pg_current_wal_insert_lsn() */
-	int64_t		incarnation;	/* guid.status started_at, microseconds */
-} PoolSample;
-
-static pthread_mutex_t sample_lock = PTHREAD_MUTEX_INITIALIZER;
-static PoolSample samples[POOL_SAMPLES];	/* oldest first */
-static int	nsamples;
-
 #define POOL_SAMPLE_SQL \
 	"SELECT pg_snapshot_xmin(pg_current_snapshot())::text," \
 	" (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text," \
-	" (SELECT (extract(epoch FROM started_at) * 1000000)::int8 FROM guid.status)::text"
+	" (SELECT (extract(epoch FROM started_at) * 1000000)::int8 FROM guid.status)::text," \
+	" pg_snapshot_xmax(pg_current_snapshot())::text," \
+	" EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = current_setting('guid.slot_name', true)" \
+	" AND confirmed_flush_lsn IS NOT NULL)"
 
 static const char *const pool_sql[] = {
 	[GW_SNOWFLAKE] = "SELECT guid_next()::int8 FROM generate_series(1, $1::int)",
@@ -371,37 +339,13 @@ pool_parse_u64(const char *s, uint64_t *out)
 	return errno == 0 && *end == '\0';
 }
 
-/* Adds a sample to the ring.  A new incarnation empties it first; a full
- * ring drops the inner sample whose neighbours are closest in time. */
-static void
-pool_keep_sample(const PoolSample *ps)
-{
-	pthread_mutex_lock(&sample_lock);
-	if (nsamples > 0 && samples[nsamples - 1].incarnation != ps->incarnation)
-		nsamples = 0;
-	if (nsamples == POOL_SAMPLES)
-	{
-		int			drop = 1;
-
-		for (int i = 2; i < POOL_SAMPLES - 1; i++)
-			if (samples[i + 1].taken - samples[i - 1].taken <
-				samples[drop + 1].taken - samples[drop - 1].taken)
-				drop = i;
-		memmove(&samples[drop], &samples[drop + 1],
-				(POOL_SAMPLES - drop - 1) * sizeof(PoolSample));
-		nsamples--;
-	}
-	samples[nsamples++] = *ps;
-	pthread_mutex_unlock(&sample_lock);
-}
-
 /* Takes one sample on w's connection; a failure just takes none. */
 static void
 pool_sample(PoolWorker *w)
 {
 	char		err[512];
 	PGresult   *res;
-	PoolSample	ps;
+	GwSample	ps;
 	uint64_t	inc;
 
 	if (!pool_connect(w, err, sizeof(err)))
@@ -411,10 +355,13 @@ pool_sample(PoolWorker *w)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 		pool_parse_u64(PQgetvalue(res, 0, 0), &ps.xmin) &&
 		pool_parse_u64(PQgetvalue(res, 0, 1), &ps.lsn) &&
-		!PQgetisnull(res, 0, 2) && pool_parse_u64(PQgetvalue(res, 0, 2), &inc))
+		!PQgetisnull(res, 0, 2) && pool_parse_u64(PQgetvalue(res, 0, 2), &inc) &&
+		pool_parse_u64(PQgetvalue(res, 0, 3), &ps.xmax))
 	{
+		ps.done = GwNow();
 		ps.incarnation = (int64_t) inc;
-		pool_keep_sample(&ps);
+		ps.slot = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+		GwPublishedSample(&ps);
 	}
 	PQclear(res);
 	if (PQstatus(w->conn) != CONNECTION_OK)
@@ -422,42 +369,6 @@ pool_sample(PoolWorker *w)
 		PQfinish(w->conn);
 		w->conn = NULL;
 	}
-}
-
-/*
- * Whether a guid.audit row is provably in Kafka: its xmin (32 bits, as
- * the row holds it), the full xmax of the snapshot that saw it, the
- * publisher's checkpoint P and the incarnation, all read by one lookup
- * statement.  The row being visible, its xid is below xmax: widening xmin
- * to the largest full xid below xmax congruent to it never makes it older
- * than it is (exact for rows less than 2^32 xids old), so "widened xid <
- * pt" proves "xid < pt" at any age, where a 32-bit comparison
- * (TransactionIdPrecedes) would turn false for rows more than 2^31 xids
- * older than pt.  (A frozen row keeps its raw xmin since PostgreSQL 9.4,
- * and freezing says nothing about Kafka, so it gets no special case.)
- */
-bool
-GwPoolPublishedProven(uint32_t xmin, uint64_t snap_xmax, uint64_t published_lsn,
-					  int64_t incarnation)
-{
-	uint64_t	back = (uint32_t) ((uint32_t) snap_xmax - xmin);
-	uint64_t	xid;
-	uint64_t	pt = 0;
-	bool		found = false;
-
-	if (back == 0 || back > snap_xmax)
-		return false;			/* not below xmax: cannot be, prove nothing */
-	xid = snap_xmax - back;
-	pthread_mutex_lock(&sample_lock);
-	for (int i = 0; i < nsamples; i++)
-		if (samples[i].incarnation == incarnation && samples[i].lsn <= published_lsn &&
-			(!found || samples[i].xmin > pt))
-		{
-			pt = samples[i].xmin;
-			found = true;
-		}
-	pthread_mutex_unlock(&sample_lock);
-	return found && xid < pt;
 }
 
 static void *
