@@ -392,6 +392,9 @@ pool_main(void *arg)
 			{
 				pool_next_sample = now + POOL_SAMPLE_S;
 				sample = true;
+				/* the job that woke us, if any, needs another worker */
+				if (pool_head != NULL)
+					pthread_cond_signal(&pool_cond);
 				break;
 			}
 			if (pool_head != NULL || pool_stopping)
