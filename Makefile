@@ -133,7 +133,8 @@ guid_consumer: coordinator/guid_consumer.c
 GATEWAY_SRCS = coordinator/gateway_main.c coordinator/gateway_config.c \
 	coordinator/gateway_http.c coordinator/gateway_endpoints.c \
 	coordinator/gateway_pool.c coordinator/gateway_auth.c \
-	coordinator/gateway_limit.c coordinator/gateway_metrics.c
+	coordinator/gateway_limit.c coordinator/gateway_metrics.c \
+	coordinator/gateway_published.c
 
 all: guid_gateway
 

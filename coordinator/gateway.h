@@ -16,6 +16,7 @@
  *	gateway_pool.c		the libpq pool and the coalescing of waiting requests
  *	gateway_auth.c		JWT (libjwt): HS256, RS256, ES256; exp/nbf/iss/aud
  *	gateway_limit.c		a token bucket per client
+ *	gateway_published.c	"published" in status: samples, the proof
  *	gateway_metrics.c	counters, the latency histogram, /metrics text
  *
  * Threads: libmicrohttpd's pool threads run the HTTP side; the pool's
@@ -126,7 +127,7 @@ typedef enum GwKind
 	GW_UUID,					/* guid_uuid() */
 	GW_SERVICE,					/* guid_next(service) */
 	GW_IDEMPOTENT,				/* guid_next(service, key) */
-	GW_LOOKUP,					/* guid_decode(id) and guid.audit */
+	GW_LOOKUP,					/* guid_decode(id), guid.audit, guid.status */
 	GW_HEALTH,					/* guid.status mode */
 	GW_STATUS					/* guid.status figures for /metrics */
 } GwKind;
@@ -157,6 +158,30 @@ extern bool GwPoolStart(const char *conninfo, int size, char *err, size_t errlen
 extern void GwPoolSubmit(GwJob *job);
 extern void GwPoolStop(void);
 extern void GwJobFreeResult(GwJob *job);
+
+/* ---- published to Kafka (gateway_published.c) ---- */
+
+/* One sample the pool takes, in one statement (gateway_published.c). */
+typedef struct GwSample
+{
+	double		taken;			/* GwNow() before the statement was sent */
+	double		done;			/* GwNow() after its answer */
+	uint64_t	xmin;			/* pg_snapshot_xmin, a full (64-bit) xid */
+	uint64_t	lsn;			/* pg_current_wal_insert_lsn() */
+	int64_t		incarnation;	/* guid.status started_at, microseconds */
+	uint64_t	xmax;			/* pg_snapshot_xmax, a full xid */
+	bool		slot;			/* the publisher's slot existed, consistent */
+} GwSample;
+
+extern void GwPublishedSample(const GwSample *sample);
+
+/*
+ * Whether a guid.audit row with this xmin, seen by a snapshot with this
+ * full xmax, is provably in Kafka given the publisher's checkpoint (an
+ * LSN) and the guid.status started_at (microseconds) read with it.
+ */
+extern bool GwPublishedProven(uint32_t xmin, uint64_t snap_xmax,
+							  uint64_t published_lsn, int64_t incarnation);
 
 /* ---- metrics (gateway_metrics.c) ---- */
 

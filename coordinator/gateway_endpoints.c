@@ -355,6 +355,42 @@ GwStatusStart(GwRequest *req, const char *id)
 	return GwSubmit(req);
 }
 
+/*
+ * "published" of a status answer (cells of a GW_LOOKUP row): null when the
+ * row is not recorded here or no publisher is configured; true when the
+ * row is provably in Kafka (GwPublishedProven); false otherwise (not
+ * proven yet: the publisher is behind, stopped, or has not committed since
+ * the server started).
+ */
+static const char *
+ep_published(char **cells)
+{
+	unsigned long long xmin;
+	unsigned long long xmax;
+	unsigned long long lsn;
+	long long	inc;
+	char	   *end;
+
+	if (cells[3] == NULL || cells[4] == NULL || cells[7] == NULL || strcmp(cells[7], "t") != 0)
+		return "null";
+	if (cells[5] == NULL || cells[6] == NULL || cells[8] == NULL)
+		return "false";
+	errno = 0;
+	xmin = strtoull(cells[4], &end, 10);
+	if (errno || *end || xmin > UINT32_MAX)
+		return "false";
+	xmax = strtoull(cells[5], &end, 10);
+	if (errno || *end)
+		return "false";
+	lsn = strtoull(cells[6], &end, 10);
+	if (errno || *end)
+		return "false";
+	inc = strtoll(cells[8], &end, 10);
+	if (errno || *end)
+		return "false";
+	return GwPublishedProven((uint32_t) xmin, xmax, lsn, inc) ? "true" : "false";
+}
+
 int
 GwStatusFinish(GwRequest *req)
 {
@@ -366,7 +402,7 @@ GwStatusFinish(GwRequest *req)
 
 	if (job->http_status != 0)
 		return ep_job_error(req);
-	if (job->rows != 1)
+	if (job->rows != 1 || job->cols != 9)
 		return GwRespondError(req, 500, "internal_error", "postgresql returned no row");
 	if (job->cells[3])
 	{
@@ -379,9 +415,9 @@ GwStatusFinish(GwRequest *req)
 		snprintf(uuid, sizeof(uuid), "\"uuid\":\"%s\",", req->id_text);
 	snprintf(body, sizeof(body),
 			 "{\"guid\":\"%lld\",%s\"created_at\":\"%s\",\"node_id\":%s,\"sequence\":%s,"
-			 "\"recorded\":%s,\"service\":%s}",
+			 "\"recorded\":%s,\"service\":%s,\"published\":%s}",
 			 (long long) job->id, uuid, job->cells[0], job->cells[1], job->cells[2],
-			 job->cells[3] ? "true" : "false", service);
+			 job->cells[3] ? "true" : "false", service, ep_published(job->cells));
 	return GwRespond(req, 200, body, NULL, NULL);
 }
 

@@ -26,14 +26,20 @@
  * 503, so a stopped server costs no waiting.  Every failure answers the
  * batch's jobs; no job is ever left waiting.
  *
- * Locking: pool_lock protects the queue and the stop flag.  Each PGconn is
- * used by its own worker thread only.
+ * About every POOL_SAMPLE_S a worker that becomes free takes, before any
+ * batch, a sample for "published" in GET /guid/status (its statement and
+ * why it proves anything: coordinator/gateway_published.c).
+ *
+ * Locking: pool_lock protects the queue, the stop flag and the time of the
+ * next sample.  Each PGconn is used by its own worker thread only.
  *
  *-------------------------------------------------------------------------
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -41,6 +47,7 @@
 
 #define POOL_MAX_BATCH		20000	/* IDs in one query */
 #define POOL_RECONNECT_S	0.2
+#define POOL_SAMPLE_S		1.0		/* published-to-Kafka samples, seconds */
 
 typedef struct PoolWorker
 {
@@ -57,6 +64,15 @@ static bool pool_stopping;
 static PoolWorker *pool_workers;
 static int	pool_size;
 static char *pool_conninfo;
+static double pool_next_sample;	/* GwNow() when a sample is due */
+
+#define POOL_SAMPLE_SQL \
+	"SELECT pg_snapshot_xmin(pg_current_snapshot())::text," \
+	" (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text," \
+	" (SELECT (extract(epoch FROM started_at) * 1000000)::int8 FROM guid.status)::text," \
+	" pg_snapshot_xmax(pg_current_snapshot())::text," \
+	" EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = current_setting('guid.slot_name', true)" \
+	" AND confirmed_flush_lsn IS NOT NULL)"
 
 static const char *const pool_sql[] = {
 	[GW_SNOWFLAKE] = "SELECT guid_next()::int8 FROM generate_series(1, $1::int)",
@@ -66,8 +82,12 @@ static const char *const pool_sql[] = {
 	[GW_LOOKUP] =
 	"SELECT to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
 	" d.node_id, d.sequence,"
-	" (SELECT a.service FROM guid.audit a WHERE a.guid = $4::int8::guid)"
-	" FROM guid_decode($4::int8::guid) d WHERE $1::int = 1",
+	" a.service, a.xmin::text, pg_snapshot_xmax(pg_current_snapshot())::text,"
+	" (s.last_published_lsn - '0/0'::pg_lsn)::text, s.publisher_state IS NOT NULL,"
+	" (extract(epoch FROM s.started_at) * 1000000)::int8::text"
+	" FROM guid_decode($4::int8::guid) d"
+	" LEFT JOIN guid.audit a ON a.guid = $4::int8::guid"
+	" CROSS JOIN guid.status s WHERE $1::int = 1",
 	[GW_HEALTH] = "SELECT mode FROM guid.status WHERE $1::int > 0",
 	[GW_STATUS] =
 	"SELECT mode, node_id, ids_issued, ahead_ms, clock_steps,"
@@ -333,6 +353,51 @@ pool_run(PoolWorker *w, GwJob *batch, int ids)
 	PQclear(res);
 }
 
+/* Parses an unsigned decimal; false if s is NULL or not one. */
+static bool
+pool_parse_u64(const char *s, uint64_t *out)
+{
+	char	   *end;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+/* Takes one sample on w's connection; a failure just takes none. */
+static void
+pool_sample(PoolWorker *w)
+{
+	char		err[512];
+	PGresult   *res;
+	GwSample	ps;
+	uint64_t	inc;
+
+	if (!pool_connect(w, err, sizeof(err)))
+		return;
+	ps.taken = GwNow();
+	res = PQexec(w->conn, POOL_SAMPLE_SQL);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		pool_parse_u64(PQgetvalue(res, 0, 0), &ps.xmin) &&
+		pool_parse_u64(PQgetvalue(res, 0, 1), &ps.lsn) &&
+		!PQgetisnull(res, 0, 2) && pool_parse_u64(PQgetvalue(res, 0, 2), &inc) &&
+		pool_parse_u64(PQgetvalue(res, 0, 3), &ps.xmax))
+	{
+		ps.done = GwNow();
+		ps.incarnation = (int64_t) inc;
+		ps.slot = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+		GwPublishedSample(&ps);
+	}
+	PQclear(res);
+	if (PQstatus(w->conn) != CONNECTION_OK)
+	{
+		PQfinish(w->conn);
+		w->conn = NULL;
+	}
+}
+
 static void *
 pool_main(void *arg)
 {
@@ -340,20 +405,50 @@ pool_main(void *arg)
 
 	for (;;)
 	{
-		GwJob	   *batch;
+		GwJob	   *batch = NULL;
+		bool		sample = false;
 		int			ids;
 
 		pthread_mutex_lock(&pool_lock);
-		while (pool_head == NULL && !pool_stopping)
-			pthread_cond_wait(&pool_cond, &pool_lock);
-		if (pool_head == NULL)
+		for (;;)
 		{
-			pthread_mutex_unlock(&pool_lock);
-			break;
+			double		now = GwNow();
+
+			/* a sample first, so that a busy gateway still takes them */
+			if (!pool_stopping && now >= pool_next_sample)
+			{
+				pool_next_sample = now + POOL_SAMPLE_S;
+				sample = true;
+				/* the job that woke us, if any, needs another worker */
+				if (pool_head != NULL)
+					pthread_cond_signal(&pool_cond);
+				break;
+			}
+			if (pool_head != NULL || pool_stopping)
+				break;
+			{
+				double		until = pool_next_sample;
+				struct timespec ts;
+
+				ts.tv_sec = (time_t) until;
+				ts.tv_nsec = (long) ((until - (double) ts.tv_sec) * 1e9);
+				pthread_cond_timedwait(&pool_cond, &pool_lock, &ts);
+			}
 		}
-		batch = pool_take_batch(&ids);
+		if (!sample)
+		{
+			if (pool_head == NULL)
+			{
+				pthread_mutex_unlock(&pool_lock);
+				break;
+			}
+			batch = pool_take_batch(&ids);
+		}
 		pthread_mutex_unlock(&pool_lock);
-		pool_run(w, batch, ids);
+		if (sample)
+			pool_sample(w);
+		else
+			pool_run(w, batch, ids);
 	}
 	if (w->conn)
 		PQfinish(w->conn);
@@ -363,6 +458,14 @@ pool_main(void *arg)
 bool
 GwPoolStart(const char *conninfo, int size, char *err, size_t errlen)
 {
+	pthread_condattr_t attr;
+
+	/* timed waits on the monotonic clock, as GwNow() */
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&pool_cond);
+	pthread_cond_init(&pool_cond, &attr);
+	pthread_condattr_destroy(&attr);
 	pool_conninfo = strdup(conninfo);
 	pool_size = size;
 	pool_workers = calloc(size, sizeof(PoolWorker));
