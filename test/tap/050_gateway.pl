@@ -193,7 +193,10 @@ is(scalar @{ $r->{json} }, 3, '... of 3');
 my @three = map { $_->{guid} } @{ $r->{json} };
 ok($three[0] < $three[1] && $three[1] < $three[2], '... increasing IDs');
 
-$r = call('POST', '/guid/generate?count=1000', $hs->());
+# a client of its own: alice has spent 5 of her 1,000 tokens just before,
+# and a gateway that answers within 5 ms has not refilled them yet (429)
+$r = call('POST', '/guid/generate?count=1000', $hs->('bulk'));
+is($r->{status}, 200, 'count=1000 (a full bucket of 1,000): 200');
 my %k1000 = map { $_->{guid} => 1 } @{ ref $r->{json} eq 'ARRAY' ? $r->{json} : [] };
 is(scalar keys %k1000, 1000, 'count=1000: 1000 distinct IDs in one answer');
 
