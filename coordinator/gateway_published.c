@@ -35,8 +35,14 @@
  * first such xmax of an incarnation is the lower bound lo_xid: rows below
  * it are not proven (false), which includes every row older than the
  * gateway's second sample (the slot's creation point is not visible in
- * SQL).  A failover recovery that makes the slot again republishes what
- * Kafka lacks, so a slot once seen stays a valid bound.
+ * SQL).  A sample that finds no slot drops the bound: a slot made again
+ * without a checkpoint in Kafka starts afresh (what committed before it is
+ * never streamed).  Not covered: a slot dropped and made again between two
+ * samples (about a second; the publisher backs off for longer after it
+ * finds its checkpoint gone), and a guid.audit row changed by an UPDATE or
+ * rewritten (pg_repack): its xmin is then the later transaction's, so a
+ * row of before the slot can read true.  guid.audit rows are not to be
+ * updated (the stream ignores UPDATEs).
  *
  * Incarnations, thinning
  * ----------------------
@@ -78,6 +84,16 @@ GwPublishedSample(const GwSample *ps)
 		nsamples = 0;
 		slot_seen = lo_valid = false;
 	}
+
+	/*
+	 * No slot now: the one the bound was taken under is gone.  A slot made
+	 * again without a checkpoint in Kafka starts afresh and never streams
+	 * what committed before it (README, "The audit stream": the slot
+	 * dropped with the checkpoint lost), so the bound must be taken anew
+	 * under the next one.
+	 */
+	if (!ps->slot)
+		slot_seen = lo_valid = false;
 	/* the slot existed before this statement was sent, so before its
 	 * snapshot: xids not ended at it come through the slot (two workers'
 	 * samples may overlap, hence the times) */

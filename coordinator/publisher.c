@@ -411,7 +411,9 @@ pub_session(PubSession *s)
 		}
 		if (!ReplSendStatus(s, false))
 			return streamed;
-		if (drained)
+		/* what a Kafka wait read ahead (ReplPrefetch) is no longer in the
+		 * socket: read it before waiting on the socket */
+		if (drained && s->prefetched == 0)
 			PubWait(s, PUB_STATUS_MS);
 	}
 }

@@ -110,6 +110,8 @@ pub_retry(PubSession *s, PubStep step, const char *what, bool refuse)
 		if (!TimestampDifferenceExceeds(start, now, PUB_FAST_WAIT_MS))
 		{
 			/* a short wait: no state shown, nothing logged */
+			if (!ReplSendStatus(s, false))
+				return KAFKA_FATAL;
 			PubProcessInterrupts();
 			continue;
 		}

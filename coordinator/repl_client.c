@@ -365,9 +365,11 @@ repl_undecodable(const char *sqlstate)
  * walsender, whose socket buffer is small (about 200 kB on a Unix socket,
  * net.core.wmem_max), then goes on decoding instead of blocking until the
  * commit is over, and the next Kafka transaction starts with everything
- * committed meanwhile.  At most about PUB_PREFETCH_MAX bytes are held so
- * (s->prefetched: what was read ahead, less the messages ReplRead took):
- * past that the walsender waits, as without this.  A
+ * committed meanwhile.  It stops once s->prefetched (what was read ahead,
+ * less the messages ReplRead took) reaches half of PUB_PREFETCH_MAX; libpq's
+ * buffer, which grows by doubling and is kept for the session, then stays
+ * within about PUB_PREFETCH_MAX.  Past that the walsender waits, as without
+ * this.  A
  * connection error is left for ReplRead to report.
  */
 void
@@ -378,8 +380,13 @@ ReplPrefetch(PubSession *s)
 
 	if (s->conn == NULL || !s->copying || (sock = PQsocket(s->conn)) < 0)
 		return;
-	/* a few reads at most: this runs between two short Kafka steps */
-	for (i = 0; i < 16 && s->prefetched < PUB_PREFETCH_MAX; i++)
+	/*
+	 * A few reads at most: this runs between two short Kafka steps.  Half
+	 * the bound: PQconsumeInput reads past what FIONREAD saw (all the
+	 * socket holds by then), and libpq doubles its buffer to make room and
+	 * keeps it for the session.
+	 */
+	for (i = 0; i < 16 && s->prefetched < PUB_PREFETCH_MAX / 2; i++)
 	{
 		int			avail = 0;
 
