@@ -11,6 +11,9 @@
  *	snowflake	SELECT guid_next()::int8 FROM generate_series(1, $1)
  *	uuid		SELECT guid_uuid() FROM generate_series(1, $1)
  *	service		SELECT guid_next($2)::int8 FROM generate_series(1, $1)
+ *	idempotent	SELECT unnest(guid_next($2, $3::text[])) (one key per job, in
+ *				order; at most POOL_MAX_KEYS; the batch form settles every key
+ *				with Redis in one round trip, a key given twice getting one ID)
  *	health		SELECT mode FROM guid.status
  *	status		SELECT (the /metrics figures) FROM guid.status
  *
@@ -18,8 +21,11 @@
  * PQexecPrepared): a batch costs the server no parse nor plan.
  *
  * Requests that arrive while every connection is busy thus share the next
- * round trip; nothing is fetched ahead of a request and held.  Idempotent
- * and lookup jobs run one by one (each has its own key or id).
+ * round trip; nothing is fetched ahead of a request and held.  Lookup jobs
+ * run one by one (each has its own id).  An idempotent batch that fails for
+ * a reason other than an unavailable server (a key the extension refuses, a
+ * Redis value that is not a guid) runs again one job at a time, so that one
+ * client's bad key fails only its request.
  *
  * A connection that fails is dropped and opened again for a later batch,
  * at most every POOL_RECONNECT_S: meanwhile its batches fail at once with
@@ -46,6 +52,7 @@
 #include "gateway.h"
 
 #define POOL_MAX_BATCH		20000	/* IDs in one query */
+#define POOL_MAX_KEYS		1000	/* idempotency keys in one query */
 #define POOL_RECONNECT_S	0.2
 #define POOL_SAMPLE_S		1.0		/* published-to-Kafka samples, seconds */
 
@@ -78,7 +85,9 @@ static const char *const pool_sql[] = {
 	[GW_SNOWFLAKE] = "SELECT guid_next()::int8 FROM generate_series(1, $1::int)",
 	[GW_UUID] = "SELECT guid_uuid() FROM generate_series(1, $1::int)",
 	[GW_SERVICE] = "SELECT guid_next($2::text)::int8 FROM generate_series(1, $1::int)",
-	[GW_IDEMPOTENT] = "SELECT guid_next($2::text, $3::text)::int8 WHERE $1::int = 1",
+	[GW_IDEMPOTENT] =
+	"SELECT u.g::int8 FROM unnest(guid_next($2::text, $3::text[])) WITH ORDINALITY u(g, n)"
+	" WHERE $1::int > 0 ORDER BY u.n",
 	[GW_LOOKUP] =
 	"SELECT to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
 	" d.node_id, d.sequence,"
@@ -116,6 +125,7 @@ pool_compatible(const GwJob *a, const GwJob *b)
 		case GW_STATUS:
 			return true;
 		case GW_SERVICE:
+		case GW_IDEMPOTENT:
 			return strcmp(a->service, b->service) == 0;
 		default:
 			return false;
@@ -168,7 +178,8 @@ pool_take_batch(int *ids)
 	{
 		GwJob	   *next = j->next;
 
-		if (pool_compatible(batch, j) && *ids + j->count <= POOL_MAX_BATCH)
+		if (pool_compatible(batch, j) && *ids + j->count <= POOL_MAX_BATCH &&
+			(batch->kind != GW_IDEMPOTENT || *ids < POOL_MAX_KEYS))
 		{
 			if (prev)
 				prev->next = next;
@@ -302,10 +313,63 @@ pool_distribute(GwJob *batch, PGresult *res)
 	}
 }
 
+/*
+ * The keys of an idempotent batch as a text[] literal, in job order
+ * (malloc'd; NULL when out of memory).  Keys hold no NUL (the HTTP side
+ * refuses it); " and \ are escaped.
+ */
+static char *
+pool_keys_literal(const GwJob *batch)
+{
+	size_t		len = 3;
+	char	   *lit;
+	char	   *p;
+
+	for (const GwJob *j = batch; j; j = j->next)
+		len += 2 * strlen(j->key) + 3;
+	if ((lit = malloc(len)) == NULL)
+		return NULL;
+	p = lit;
+	*p++ = '{';
+	for (const GwJob *j = batch; j; j = j->next)
+	{
+		if (j != batch)
+			*p++ = ',';
+		*p++ = '"';
+		for (const char *c = j->key; *c; c++)
+		{
+			if (*c == '"' || *c == '\\')
+				*p++ = '\\';
+			*p++ = *c;
+		}
+		*p++ = '"';
+	}
+	*p++ = '}';
+	*p = '\0';
+	return lit;
+}
+
+static void pool_run(PoolWorker *w, GwJob *batch, int ids);
+
+/* Runs each job of an idempotent batch as a batch of its own. */
+static void
+pool_run_each(PoolWorker *w, GwJob *batch)
+{
+	while (batch)
+	{
+		GwJob	   *next = batch->next;
+
+		batch->next = NULL;
+		pool_run(w, batch, 1);
+		batch = next;
+	}
+}
+
 /* Runs one batch on w's connection and answers every job in it. */
 static void
 pool_run(PoolWorker *w, GwJob *batch, int ids)
 {
+	char	   *keys = NULL;
 	char		err[512];
 	char		count[16];
 	char		idtext[24];
@@ -325,6 +389,15 @@ pool_run(PoolWorker *w, GwJob *batch, int ids)
 	params[1] = batch->service;
 	params[2] = batch->key;
 	params[3] = idtext;
+	if (batch->kind == GW_IDEMPOTENT)
+	{
+		if ((keys = pool_keys_literal(batch)) == NULL)
+		{
+			pool_fail(batch, 503, NULL, "out of memory");
+			return;
+		}
+		params[2] = keys;
+	}
 	/* all text: a query need not use every parameter */
 	snprintf(name, sizeof(name), "gw%d", (int) batch->kind);
 	res = PQexecPrepared(w->conn, name, 4, params, NULL, NULL, 0);
@@ -338,14 +411,23 @@ pool_run(PoolWorker *w, GwJob *batch, int ids)
 		if (strchr(err, '\n'))
 			*strchr(err, '\n') = '\0';
 		PQclear(res);
+		free(keys);
 		if (PQstatus(w->conn) != CONNECTION_OK)
 		{
 			PQfinish(w->conn);
 			w->conn = NULL;
 		}
+		if (batch->kind == GW_IDEMPOTENT && batch->next != NULL && status != 503)
+		{
+			/* one key refused (or its Redis value): the others must not
+			 * fail with it */
+			pool_run_each(w, batch);
+			return;
+		}
 		pool_fail(batch, status, state, err);
 		return;
 	}
+	free(keys);
 	for (GwJob *j = batch; j; j = j->next)
 		njobs++;
 	GwMetricsQuery(njobs);

@@ -322,8 +322,10 @@ is(field($r, 'error'), 'rate_limited', '... a JSON error');
 is(ids_issued(), $issued, '... nothing generated');
 
 # clients(n => N, token => T, path => P, out => PREFIX, until => EPOCH |
-# stopfile => F | requests => N): N forked keep-alive clients, each writing
-# "S <status> <retry-after>" per response and "I <id>" per ID to PREFIX.N.
+# stopfile => F | requests => N [, key => sub ($client, $n)]): N forked
+# keep-alive clients, each writing "S <status> <retry-after>" per response
+# and "I <id>" per ID to PREFIX.N; with key, request n of client i sends
+# Idempotency-Key key->(i, n) and writes "K <key> <id>" per ID.
 sub clients
 {
 	my (%o) = @_;
@@ -345,11 +347,14 @@ sub clients
 				last if $o{requests} && $n >= $o{requests};
 				last if $o{until} && time >= $o{until};
 				last if $o{stopfile} && -e $o{stopfile};
-				my $res = $c->request('POST', url($o{path}), { headers => { Authorization => "Bearer $o{token}" } });
+				my %h = (Authorization => "Bearer $o{token}");
+				my $key = $o{key} ? $o{key}->($i, $n) : undef;
+				$h{'Idempotency-Key'} = $key if defined $key;
+				my $res = $c->request('POST', url($o{path}), { headers => \%h });
 				$n++;
 				my @ids = $res->{status} == 200 ? $res->{content} =~ /"guid":"(\d+)"/g : ();
 				print $fh "S $res->{status} " . ($res->{headers}{'retry-after'} // '-') . "\n"
-				  . join('', map { "I $_\n" } @ids);
+				  . join('', map { defined $key ? "K $key $_\n" : "I $_\n" } @ids);
 			}
 			print $fh "T $first " . time . "\n";
 			close $fh;
@@ -375,6 +380,7 @@ sub collect
 		while (<$fh>)
 		{
 			if (/^I (\d+)/) { push @{ $res{ids} }, $1; }
+			elsif (/^K (\S+) (\d+)/) { push @{ $res{ids} }, $2; $res{keyed}{$1}{$2} = 1; }
 			elsif (/^S (\d+) (\S+)/)
 			{
 				$res{status}{$1}++;
@@ -436,6 +442,42 @@ cmp_ok(scalar @{ $res->{ids} }, '>=', 1_000_000, 'at least 1M IDs');
 is($dups, 0, 'no duplicate among them');
 note(sprintf('%d IDs in %.1f s; %d requests in %d queries', scalar @{ $res->{ids} }, $elapsed, $jobs, $queries));
 cmp_ok($queries, '<', $jobs, 'concurrent requests were coalesced: fewer queries than requests');
+
+# --- idempotent requests from 16 keep-alive clients, coalesced -------------------
+# Keys shared by every client (the same key must get one ID, whichever
+# request's batch settles it) and keys of one request; a 17th client sends
+# keys the extension refuses (over 255 bytes) meanwhile: only its own
+# requests fail, though they may share a batch with the others.
+$q0 = metric('guid_gateway_queries_total');
+$j0 = metric('guid_gateway_query_jobs_total');
+my $idem_token = jwt('HS256', claims(sub => 'loadtest'), 's3cret-for-guid-tests');
+my $good = clients(n => 16, token => $idem_token, path => '/guid/generate?service=idembatch',
+	out => "$dir/idem", requests => 60,
+	key => sub { my ($i, $n) = @_; return $n % 2 ? "shared-" . ((($n - 1) / 2) % 10) : "own-$i-$n"; });
+my $bad = clients(n => 1, token => $idem_token, path => '/guid/generate?service=idembatch',
+	out => "$dir/idembad", requests => 60, key => sub { return 'x' x 300; });
+my $rbad = collect($bad, out => "$dir/idembad");
+$res = collect($good, out => "$dir/idem");
+$queries = metric('guid_gateway_queries_total') - $q0;
+$jobs = metric('guid_gateway_query_jobs_total') - $j0;
+is($res->{status}{200}, 16 * 60, 'idempotent: every request with a good key answered 200');
+is($rbad->{status}{400}, 60, '... every request with a refused key 400, alone');
+my %key_of;
+my ($split, $shared_by) = (0, 0);
+for my $k (sort keys %{ $res->{keyed} })
+{
+	my @ids = keys %{ $res->{keyed}{$k} };
+	$split++ if @ids != 1;
+	for (@ids) { $shared_by++ if exists $key_of{$_} && $key_of{$_} ne $k; $key_of{$_} = $k; }
+}
+is(scalar keys %{ $res->{keyed} }, 16 * 30 + 10, '... 490 distinct keys');
+is($split, 0, '... each key got one ID, across clients and batches');
+is($shared_by, 0, '... no ID for two keys');
+my ($audited) = $node->safe_psql('postgres',
+	"SELECT count(*) FROM guid.audit WHERE service = 'idembatch'");
+is($audited, 490, '... and guid.audit holds each ID once');
+note("idempotent: $jobs requests in $queries queries");
+cmp_ok($queries, '<', $jobs, '... coalesced: fewer queries than requests');
 
 # --- PostgreSQL stopped and started under load -------------------------------------
 my $stop = "$dir/stop-clients";
