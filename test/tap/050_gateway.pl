@@ -479,6 +479,21 @@ is($audited, 490, '... and guid.audit holds each ID once');
 note("idempotent: $jobs requests in $queries queries");
 cmp_ok($queries, '<', $jobs, '... coalesced: fewer queries than requests');
 
+# keys that need quoting in the batch's text[] literal reach Redis as sent:
+# SQL's guid_next(service, key) with the same key gives the same ID
+my @odd_keys = ('a,b', '{x}', '"q"', 'back\\slash', 'in side', 'NULL', "it's");
+my ($same_as_sql, %odd_ids) = (0);
+for my $k (@odd_keys)
+{
+	my $r1 = call('POST', '/guid/generate?service=idemchars', $idem_token, 'Idempotency-Key' => $k);
+	(my $lit = $k) =~ s/'/''/g;
+	my ($sql) = $node->safe_psql('postgres', "SELECT guid_next('idemchars', '$lit')::int8");
+	$same_as_sql++ if $r1->{status} == 200 && field($r1, 'guid') eq $sql;
+	$odd_ids{ field($r1, 'guid') } = 1;
+}
+is($same_as_sql, scalar @odd_keys, 'keys with , { } " \\ an inner space, NULL and a quote: the ID SQL gives for the same key');
+is(scalar keys %odd_ids, scalar @odd_keys, '... a different ID for each');
+
 # --- PostgreSQL stopped and started under load -------------------------------------
 my $stop = "$dir/stop-clients";
 my $pids = clients(n => 8, token => jwt('HS256', claims(sub => 'loadtest'), 's3cret-for-guid-tests'),
